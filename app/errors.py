@@ -1,0 +1,65 @@
+"""The API's errors: one small hierarchy, one JSON shape `{"error": {message, type, param, code}}`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class APIError(Exception):
+    """An error the API reports to its caller; subclasses fix the status and type."""
+
+    status_code = 500
+    type = "server_error"
+    code = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body every error response carries."""
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+class InvalidRequest(APIError):
+    status_code = 400
+    type = "invalid_request_error"
+    code = "invalid_value"
+
+
+class AuthenticationFailed(APIError):
+    status_code = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message, code=code, headers={"WWW-Authenticate": "Bearer"})
+
+
+class NotFound(APIError):
+    status_code = 404
+    type = "not_found_error"
+    code = "not_found"
+
+
+class Conflict(APIError):
+    status_code = 409
+    type = "invalid_request_error"
+    code = "conflict"
+
+
+class ServiceUnavailable(APIError):
+    status_code = 503
+    type = "server_error"
+    code = "service_unavailable"

@@ -1,0 +1,64 @@
+"""The `jobs` table: the truth about every generation."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, utcnow
+from app.jobs.states import JobStatus
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_api_key_id_id", "api_key_id", "id"),
+        Index("ix_jobs_status_id", "status", "id"),
+    )
+
+    # `video_<32 hex>`, time-ordered, so ordering by id is ordering by creation.
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    api_key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"))
+    kind: Mapped[str] = mapped_column(String(16), default="text")
+    parent_id: Mapped[str | None] = mapped_column(String(40), default=None)
+
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
+    phase: Mapped[str] = mapped_column(String(16), default="queued")
+    progress: Mapped[int] = mapped_column(default=0)
+    step: Mapped[int] = mapped_column(default=0)
+    total_steps: Mapped[int] = mapped_column(default=0)
+
+    model: Mapped[str] = mapped_column(String(500))
+    prompt: Mapped[str] = mapped_column(Text)
+    negative_prompt: Mapped[str] = mapped_column(Text, default="")
+    duration_s: Mapped[float]
+    width: Mapped[int]
+    height: Mapped[int]
+    fps: Mapped[int]
+    num_frames: Mapped[int]
+    seed: Mapped[int] = mapped_column(BigInteger)
+    num_inference_steps: Mapped[int]
+    guidance_scale: Mapped[float]
+
+    error_code: Mapped[str | None] = mapped_column(String(64), default=None)
+    error_message: Mapped[str | None] = mapped_column(Text, default=None)
+
+    video_key: Mapped[str | None] = mapped_column(String(500), default=None)
+    thumbnail_key: Mapped[str | None] = mapped_column(String(500), default=None)
+    output_frames: Mapped[int | None] = mapped_column(default=None)
+    output_duration_s: Mapped[float | None] = mapped_column(default=None)
+    output_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    output_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+
+    # Which run owns the job: writes from any other run are refused (compare-and-set on this token).
+    run_token: Mapped[str | None] = mapped_column(String(40), default=None)
+    attempts: Mapped[int] = mapped_column(default=0)
+    worker: Mapped[str | None] = mapped_column(String(200), default=None)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

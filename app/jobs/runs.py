@@ -1,0 +1,102 @@
+"""Jobs as a worker sees them: claim a run, heartbeat, report progress, finish. Every write is a
+compare-and-set on the status and the run's token, so a redelivered task never runs a finished job
+and a worker that lost its job can no longer write to it."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from app.db import utcnow
+from app.jobs.models import Job
+from app.jobs.states import TERMINAL, JobStatus, sources_of
+
+
+class ClaimResult(Enum):
+    CLAIMED = "claimed"
+    # Finished, canceled or deleted: the task has nothing to do.
+    GONE = "gone"
+    # Another run holds the job and its heartbeat is fresh: try again after the lease.
+    BUSY = "busy"
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One attempt at a job, owned by one worker process."""
+
+    job_id: str
+    token: str
+
+
+def claim(session: Session, job_id: str, *, worker: str, lease_s: float) -> tuple[ClaimResult, Run | None]:
+    """Take a queued job, or an in-progress job whose worker stopped heartbeating."""
+    now = utcnow()
+    token = uuid.uuid4().hex
+    stale = now - timedelta(seconds=lease_s)
+    takeable = or_(
+        Job.status == JobStatus.QUEUED,
+        and_(Job.status == JobStatus.IN_PROGRESS, or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale)),
+    )
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_(sources_of(JobStatus.IN_PROGRESS)), takeable)
+        .values(
+            status=JobStatus.IN_PROGRESS,
+            run_token=token,
+            attempts=Job.attempts + 1,
+            worker=worker,
+            heartbeat_at=now,
+            started_at=now,
+            phase="loading",
+            progress=0,
+            step=0,
+        )
+    )
+    session.commit()
+    if result.rowcount:  # type: ignore[attr-defined]
+        return ClaimResult.CLAIMED, Run(job_id=job_id, token=token)
+    status = session.scalar(select(Job.status).where(Job.id == job_id))
+    if status is None or JobStatus(status) in TERMINAL:
+        return ClaimResult.GONE, None
+    return ClaimResult.BUSY, None
+
+
+def _owned(run: Run, target: JobStatus) -> Any:
+    return and_(Job.id == run.job_id, Job.run_token == run.token, Job.status.in_(sources_of(target)))
+
+
+def heartbeat(session: Session, run: Run, **values: Any) -> bool:
+    """Refresh the lease (and write any progress values); False when the run no longer owns the job."""
+    result = session.execute(
+        update(Job).where(_owned(run, JobStatus.IN_PROGRESS)).values(heartbeat_at=utcnow(), **values)
+    )
+    session.commit()
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def succeed(session: Session, run: Run, **outputs: Any) -> bool:
+    """Record the output and mark the job succeeded, if this run still owns it."""
+    result = session.execute(
+        update(Job)
+        .where(_owned(run, JobStatus.SUCCEEDED))
+        .values(status=JobStatus.SUCCEEDED, phase="done", progress=100, finished_at=utcnow(), **outputs)
+    )
+    session.commit()
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def fail(session: Session, run: Run, *, code: str, message: str) -> bool:
+    """Mark the job failed with an error code, if this run still owns it."""
+    result = session.execute(
+        update(Job)
+        .where(_owned(run, JobStatus.FAILED))
+        .values(status=JobStatus.FAILED, error_code=code, error_message=message[:2000], finished_at=utcnow())
+    )
+    session.commit()
+    return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,150 @@
+"""Jobs as the API sees them: submit, read, list, and present."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from app.api_keys.models import ApiKey
+from app.config import Settings
+from app.db import utcnow
+from app.errors import InvalidRequest, NotFound, ServiceUnavailable
+from app.jobs.live import ProgressSnapshot
+from app.jobs.models import Job
+from app.jobs.parameters import Parameters
+from app.jobs.schemas import JobError, JobOut, JobOutput, JobParameters
+from app.jobs.states import JobStatus, sources_of
+from app.queue import QueueUnavailable, enqueue_generation
+
+MAX_PAGE = 100
+
+
+def new_job_id() -> str:
+    """`video_` + 48-bit milliseconds + 80 random bits, hex: unique and ordered by creation time."""
+    return f"video_{int(time.time() * 1000):012x}{os.urandom(10).hex()}"
+
+
+def submit(session: Session, key: ApiKey, params: Parameters) -> Job:
+    """Write the job row, commit, then enqueue; a broker that refuses fails the job and answers 503."""
+    job = Job(
+        id=new_job_id(),
+        api_key_id=key.id,
+        kind="text",
+        status=JobStatus.QUEUED,
+        **{f: v for f, v in asdict(params).items()},
+    )
+    session.add(job)
+    session.commit()
+    try:
+        enqueue_generation(job.id)
+    except QueueUnavailable as exc:
+        mark_failed(session, job.id, code="queue_unavailable", message=f"The job queue is unavailable: {exc}")
+        raise ServiceUnavailable(
+            "The job queue is unavailable; the job was not queued. Retry shortly.", code="queue_unavailable"
+        ) from exc
+    return job
+
+
+def mark_failed(session: Session, job_id: str, *, code: str, message: str) -> bool:
+    """Fail a job that is not finished yet (compare-and-set on its status)."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_(sources_of(JobStatus.FAILED)))
+        .values(status=JobStatus.FAILED, error_code=code, error_message=message, finished_at=utcnow())
+    )
+    session.commit()
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def get_job(session: Session, key: ApiKey, job_id: str) -> Job:
+    """The caller's job; another key's job does not exist for this caller (404, not 403)."""
+    job = session.scalar(select(Job).where(Job.id == job_id, Job.api_key_id == key.id))
+    if job is None:
+        raise NotFound(f"No job with id {job_id!r}.", param="id")
+    return job
+
+
+def list_jobs(
+    session: Session, key: ApiKey, *, limit: int, after: str | None, status: JobStatus | None
+) -> tuple[list[Job], bool]:
+    """The caller's jobs, newest first, `limit` after the cursor; and whether more follow."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}.", param="limit")
+    query = select(Job).where(Job.api_key_id == key.id)
+    if status is not None:
+        query = query.where(Job.status == status)
+    if after:
+        query = query.where(Job.id < after)
+    rows = list(session.scalars(query.order_by(Job.id.desc()).limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
+
+
+def queue_position(session: Session, job: Job) -> int | None:
+    """How many queued jobs for the same model were submitted before this one."""
+    if job.status != JobStatus.QUEUED:
+        return None
+    ahead = session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.status == JobStatus.QUEUED, Job.model == job.model, Job.id < job.id)
+    )
+    return int(ahead or 0)
+
+
+def to_out(job: Job, *, base_url: str, position: int | None, live: ProgressSnapshot | None = None) -> JobOut:
+    """The public view of a job; a fresher live snapshot from Redis overrides the row's progress."""
+    phase, progress, step, total = job.phase, job.progress, job.step, job.total_steps
+    if live is not None and job.status == JobStatus.IN_PROGRESS and live.status == JobStatus.IN_PROGRESS:
+        phase, progress, step, total = live.phase, live.progress, live.step, live.total_steps
+    output = None
+    if job.status == JobStatus.SUCCEEDED and job.video_key:
+        output = JobOutput(
+            video_url=f"{base_url}/jobs/{job.id}/video",
+            thumbnail_url=f"{base_url}/jobs/{job.id}/thumbnail",
+            width=job.width,
+            height=job.height,
+            fps=job.fps,
+            frames=job.output_frames or 0,
+            duration=job.output_duration_s or 0.0,
+            bytes=job.output_bytes or 0,
+            sha256=job.output_sha256 or "",
+        )
+    error = JobError(code=job.error_code, message=job.error_message or "") if job.error_code else None
+    return JobOut(
+        id=job.id,
+        status=job.status,  # type: ignore[arg-type]
+        phase=phase,
+        progress=progress,
+        step=step,
+        total_steps=total,
+        queue_position=position,
+        model=job.model,
+        kind=job.kind,
+        parameters=JobParameters(
+            prompt=job.prompt,
+            negative_prompt=job.negative_prompt,
+            duration=job.duration_s,
+            width=job.width,
+            height=job.height,
+            fps=job.fps,
+            num_frames=job.num_frames,
+            seed=job.seed,
+            num_inference_steps=job.num_inference_steps,
+            guidance_scale=job.guidance_scale,
+        ),
+        attempts=job.attempts,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        error=error,
+        output=output,
+    )
+
+
+def public_base_url(settings: Settings, request_base_url: str) -> str:
+    """KINEMA_API_BASE_URL when set (behind a proxy), else the URL the caller used."""
+    return (settings.api_base_url or request_base_url).rstrip("/")

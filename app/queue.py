@@ -1,0 +1,68 @@
+"""The Celery application as both sides see it: the gateway sends tasks by name, workers run them."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from celery import Celery
+
+from app.config import Settings, get_settings
+
+GENERATE_TASK = "kinema.generate_video"
+
+
+class QueueUnavailable(Exception):
+    """The broker did not accept the task."""
+
+
+def _transport_options(settings: Settings) -> dict[str, object]:
+    if settings.effective_broker_url.startswith(("redis", "rediss")):
+        # How long a task taken by a worker that vanished waits before another worker gets it.
+        return {"visibility_timeout": settings.broker_visibility_timeout_s}
+    # kombu's SQL transport hands every transport option to create_engine, so it gets none.
+    return {}
+
+
+def make_celery(settings: Settings) -> Celery:
+    """A Celery app configured for long GPU tasks that must never be lost or run twice."""
+    if not settings.broker_url:
+        settings.home.mkdir(parents=True, exist_ok=True)  # the embedded broker is a file there
+    app = Celery("kinema", broker=settings.effective_broker_url)
+    app.conf.update(
+        task_default_queue=settings.queue_name,
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,  # results live in Postgres and S3, not the broker
+        task_acks_late=True,  # a task is acknowledged only when it finished
+        task_reject_on_worker_lost=True,  # ...and handed back if its process dies
+        worker_prefetch_multiplier=1,  # a GPU worker holds one job, leaving the rest to idle workers
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=3,
+        broker_transport_options=_transport_options(settings),
+        # A broker that is down must fail the submit quickly, not hang it.
+        task_publish_retry=True,
+        task_publish_retry_policy={
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.5,
+        },
+        worker_send_task_events=False,
+        broker_heartbeat=0,
+    )
+    return app
+
+
+@lru_cache
+def get_celery() -> Celery:
+    """The process's Celery app (the gateway uses it only to send)."""
+    return make_celery(get_settings())
+
+
+def enqueue_generation(job_id: str) -> None:
+    """Send the generation task for a committed job row; the task carries the id only."""
+    settings = get_settings()
+    try:
+        get_celery().send_task(GENERATE_TASK, args=[job_id], queue=settings.queue_name)
+    except Exception as exc:  # kombu raises transport-specific errors
+        raise QueueUnavailable(str(exc)) from exc

@@ -1,0 +1,82 @@
+"""API key format, hashing, and the bearer-auth dependency."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import string
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.api_keys.models import ApiKey
+from app.deps import SessionDep
+from app.errors import AuthenticationFailed
+
+KEY_SCHEME = "kn"
+_ALPHABET = string.ascii_letters + string.digits
+PREFIX_LENGTH = 10
+SECRET_LENGTH = 32
+
+
+def new_key_material() -> tuple[str, str]:
+    """A fresh `(prefix, full key)`; the full key is `kn_<prefix>_<secret>` and is shown once."""
+    prefix = "".join(secrets.choice(_ALPHABET) for _ in range(PREFIX_LENGTH))
+    secret = "".join(secrets.choice(_ALPHABET) for _ in range(SECRET_LENGTH))
+    return prefix, f"{KEY_SCHEME}_{prefix}_{secret}"
+
+
+def hash_key(key: str) -> str:
+    """SHA-256 of the whole key: keys carry 190 random bits, so a slow hash buys nothing."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def split_key(key: str) -> str | None:
+    """The prefix of a well-formed key, or None."""
+    parts = key.split("_")
+    if len(parts) != 3 or parts[0] != KEY_SCHEME:
+        return None
+    prefix, secret = parts[1], parts[2]
+    if len(prefix) != PREFIX_LENGTH or len(secret) != SECRET_LENGTH:
+        return None
+    return prefix
+
+
+def authenticate(session: Session, key: str) -> ApiKey:
+    """The active key row for `key`, or AuthenticationFailed."""
+    prefix = split_key(key)
+    if prefix is None:
+        raise AuthenticationFailed("Incorrect API key provided.")
+    row = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+    # Compare even when no row exists so timing does not reveal which prefixes are real.
+    expected = row.key_hash if row is not None else "0" * 64
+    if not hmac.compare_digest(expected, hash_key(key)) or row is None:
+        raise AuthenticationFailed("Incorrect API key provided.")
+    if not row.is_active:
+        raise AuthenticationFailed("This API key has been revoked.", code="revoked_api_key")
+    return row
+
+
+def _bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header:
+        raise AuthenticationFailed(
+            "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.", code="missing_api_key"
+        )
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationFailed("Send the API key as 'Authorization: Bearer <key>'.")
+    return token.strip()
+
+
+def require_api_key(request: Request, session: SessionDep) -> ApiKey:
+    """FastAPI dependency: the caller's active API key."""
+    key = authenticate(session, _bearer_token(request))
+    request.state.api_key_id = key.id
+    return key
+
+
+CurrentKey = Annotated[ApiKey, Depends(require_api_key)]

@@ -1,0 +1,73 @@
+"""The README's first command: `kinema dev` on embedded defaults (SQLite, SQL broker, local files)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+from tests.e2e.harness import Service, clean_env, probe_mp4, start, wait_for_job, wait_ready
+
+pytestmark = pytest.mark.e2e
+
+
+def _printed_curl(log: Path, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        match = re.search(r"^\s*(curl -s -X POST .+)$", log.read_text(), re.MULTILINE)
+        if match:
+            return match.group(1)
+        time.sleep(0.2)
+    raise AssertionError(f"no curl line printed:\n{log.read_text()}")
+
+
+def test_dev_runs_the_whole_flow_with_no_servers(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    port = free_port()
+    env = clean_env({"KINEMA_HOME": str(home)})
+    dev = start("dev", ["dev", "--port", str(port)], env, tmp_path)
+    service = Service(base_url=f"http://127.0.0.1:{port}", env=env, processes=[dev])
+    try:
+        wait_ready(service.base_url, service.processes, timeout=120)
+        assert (home / "kinema.db").is_file() and (home / "broker.db").is_file()
+        key = (home / "dev-key").read_text().strip()
+        assert key.startswith("kn_") and key in dev.output()
+
+        # The curl line it printed works as printed.
+        assert shutil.which("curl"), "curl is needed for this test"
+        result = subprocess.run(
+            ["bash", "-c", _printed_curl(dev.log)],
+            env={**env, "KINEMA_API_KEY": key},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        job_id = json.loads(result.stdout)["id"]
+
+        with service.client(key) as client:
+            finished = wait_for_job(client, job_id)
+            assert finished.job["status"] == "succeeded", (finished.job, service.logs())
+            output = finished.job["output"]
+            # The built-in model's defaults: 256x256 at 8 fps; the printed line asks for 2 s.
+            assert (output["width"], output["height"], output["fps"], output["frames"]) == (256, 256, 8, 16)
+            video = client.get(f"/jobs/{job_id}/video")  # streamed by the API: no redirect
+            assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
+            thumb = client.get(f"/jobs/{job_id}/thumbnail")
+            assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+        path = tmp_path / "dev.mp4"
+        path.write_bytes(video.content)
+        probe = probe_mp4(path)
+        assert (probe.width, probe.height, probe.frames) == (256, 256, 16)
+        stored = list((home / "storage" / "videos").rglob(f"{job_id}.mp4"))
+        assert len(stored) == 1 and stored[0].read_bytes() == video.content
+        assert httpx.get(f"{service.base_url}/healthz").json() == {"status": "ok"}
+    finally:
+        service.stop()
