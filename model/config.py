@@ -46,5 +46,5 @@ class ModelError(Exception):
     """A model could not be loaded or could not run a request."""
 
 
-class GenerationCanceled(Exception):  # noqa: N818 - it is an outcome, not an error
+class GenerationCanceled(Exception):
     """Raised inside `generate` when `should_stop()` answered True; no frames follow."""

@@ -28,7 +28,9 @@ def clean_env(overrides: dict[str, str]) -> dict[str, str]:
 
 def kinema(args: list[str], env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run `kinema ARGS` to completion."""
-    return subprocess.run([KINEMA, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [KINEMA, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def create_key(env: dict[str, str], name: str = "e2e") -> str:
@@ -64,7 +66,9 @@ def start(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Pro
     """Start `kinema ARGS` in the background."""
     log = log_dir / f"{name}.log"
     handle = log.open("wb")
-    popen = subprocess.Popen([KINEMA, *args], env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    popen = subprocess.Popen(
+        [KINEMA, *args], env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+    )
     return Process(name, popen, log)
 
 
@@ -94,7 +98,9 @@ def wait_ready(base_url: str, processes: list[Process], timeout: float = 90) -> 
     while time.monotonic() < deadline:
         for process in processes:
             if process.popen.poll() is not None:
-                raise AssertionError(f"{process.name} exited with {process.popen.returncode}:\n{process.output()}")
+                raise AssertionError(
+                    f"{process.name} exited with {process.popen.returncode}:\n{process.output()}"
+                )
         try:
             response = httpx.get(f"{base_url}/readyz", timeout=5)
             if response.status_code == 200:

@@ -36,7 +36,7 @@ def test_dev_runs_the_whole_flow_with_no_servers(tmp_path: Path) -> None:
     service = Service(base_url=f"http://127.0.0.1:{port}", env=env, processes=[dev])
     try:
         wait_ready(service.base_url, service.processes, timeout=120)
-        assert (home / "kinema.db").is_file() and (home / "broker.db").is_file()
+        assert (home / "kinema.db").is_file()
         key = (home / "dev-key").read_text().strip()
         assert key.startswith("kn_") and key in dev.output()
 

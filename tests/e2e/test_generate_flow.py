@@ -35,7 +35,9 @@ def test_generate_poll_download(live: Service, live_key: str, artifacts: Path) -
         assert job["status"] == "succeeded", (job, live.logs())
         assert job["progress"] == 100 and job["error"] is None
         # Progress moved through the middle of the bar while the worker ran.
-        assert any(status == "in_progress" and 0 < progress < 100 for status, progress in finished.seen), finished.seen
+        assert any(status == "in_progress" and 0 < progress < 100 for status, progress in finished.seen), (
+            finished.seen
+        )
         progresses = [p for _, p in finished.seen]
         assert progresses == sorted(progresses)
 

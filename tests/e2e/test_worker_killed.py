@@ -26,7 +26,9 @@ def test_killed_worker_process_job_finishes_once(live: Service, live_key: str, a
 
         engine = create_engine(live.env["KINEMA_DATABASE_URL"])
         with engine.connect() as conn:
-            worker = conn.execute(text("SELECT worker FROM jobs WHERE id = :id"), {"id": job["id"]}).scalar_one()
+            worker = conn.execute(
+                text("SELECT worker FROM jobs WHERE id = :id"), {"id": job["id"]}
+            ).scalar_one()
         engine.dispose()
         pid = int(worker.rsplit(":", 1)[1])
         os.kill(pid, signal.SIGKILL)
