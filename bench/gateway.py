@@ -235,6 +235,19 @@ def machine_busy() -> tuple[float, float]:
     return (sum(values) - idle) / CLOCK_TICKS, sum(values) / CLOCK_TICKS
 
 
+def wait_for_quiet(max_wait_s: float, busy_below: float = 0.25, window_s: float = 3.0) -> float:
+    """Wait (at most `max_wait_s`) until the machine is mostly idle; returns the last busy share seen."""
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        busy0, total0 = machine_busy()
+        time.sleep(window_s)
+        busy1, total1 = machine_busy()
+        busy = (busy1 - busy0) / max(total1 - total0, 1e-9)
+        if busy < busy_below or time.monotonic() >= deadline:
+            return busy
+        print(f"machine {busy:.0%} busy with other work; waiting for it to quieten ...", file=sys.stderr)
+
+
 # ------------------------------------------------------------------------------------------- statistics
 
 
@@ -589,6 +602,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--pickup-gap", type=float, default=0.5, help="Idle seconds before each pickup job.")
     parser.add_argument("--server-workers", type=int, default=1, help="`kinema serve --workers`.")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=120.0,
+        help="Seconds to wait at most for other work on the machine to stop before measuring (default 120).",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS / "gateway.json", help="Where the JSON goes.")
     args = parser.parse_args(argv)
     args.rates = [float(r) for r in str(args.rates).split(",") if r.strip()]
@@ -607,6 +626,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
     machine = machine_info()
+    machine["busy_before_start"] = wait_for_quiet(args.quiet_wait)
     suffix = uuid.uuid4().hex[:10]
     db_name = f"kinema_bench_{suffix}"
     queue = f"kinema.bench.{suffix}"

@@ -80,6 +80,29 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values) - idle) / CLOCK_TICKS, sum(values) / CLOCK_TICKS
+
+
+def wait_for_quiet(max_wait_s: float, busy_below: float = 0.25, window_s: float = 3.0) -> float:
+    """Wait (at most `max_wait_s`) until the machine is mostly idle; returns the last busy share seen."""
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        busy0, total0 = machine_busy()
+        time.sleep(window_s)
+        busy1, total1 = machine_busy()
+        busy = (busy1 - busy0) / max(total1 - total0, 1e-9)
+        if busy < busy_below or time.monotonic() >= deadline:
+            return busy
+        print(f"machine {busy:.0%} busy with other work; waiting for it to quieten ...", file=sys.stderr)
+
+
 def stats_s(values: Sequence[float]) -> dict[str, float | None]:
     """Mean, min and max of a few repetitions."""
     if not values:
@@ -476,6 +499,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-inprocess", action="store_true", help="Skip (a), the model layer alone.")
     parser.add_argument("--skip-service", action="store_true", help="Skip (b), the service end to end.")
     parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=120.0,
+        help="Seconds to wait at most for other work on the machine to stop before measuring (default 120).",
+    )
+    parser.add_argument(
         "--output", type=Path, default=RESULTS / "tiny_model.json", help="Where the JSON goes."
     )
     args = parser.parse_args(argv)
@@ -492,6 +521,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
     machine = machine_info()
+    machine["busy_before_start"] = wait_for_quiet(args.quiet_wait)
     inprocess = service = None
     with tempfile.TemporaryDirectory(prefix="kinema-bench-tiny-") as tmp:
         root = Path(tmp)

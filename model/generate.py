@@ -35,9 +35,9 @@ def default_cache_dir() -> Path:
     return Path(configured).expanduser() if configured else Path.home() / ".cache" / "kinema" / "models"
 
 
-def get_model(model_id: str) -> LoadedModel:
+def get_model(model_id: str, cache_dir: Path | None = None) -> LoadedModel:
     """Load `model_id` once per process (per cache dir) and return the same `LoadedModel` afterwards."""
-    key = (model_id, default_cache_dir())
+    key = (model_id, cache_dir or default_cache_dir())
     with _loaded_lock:
         if key not in _loaded:
             _loaded[key] = load_pipeline(model_id, cache_dir=key[1])

@@ -8,10 +8,6 @@ from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
-from model.export import render_mp4
-from model.generate import generate
-from model.watermark import VisibleWatermark
-
 from app.config import Settings, get_settings
 from app.db import session_scope
 from app.jobs import runs
@@ -19,7 +15,10 @@ from app.jobs.live import get_progress_channel
 from app.jobs.models import Job
 from app.storage import StorageError, get_storage
 from model.config import GenerationCanceled, GenerationRequest, ModelError, Phase
+from model.export import render_mp4
+from model.generate import generate
 from model.registry import get_spec
+from model.watermark import VisibleWatermark
 from worker import runtime
 from worker.progress import Heartbeat, ProgressReporter, RunLost
 

@@ -5,16 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
-
-from model.pipeline import LoadedModel, load_pipeline
 
 from app.config import get_settings
+from model import generate
+from model.pipeline import LoadedModel
 
 log = logging.getLogger(__name__)
-
-_lock = threading.Lock()
-_loaded: dict[str, LoadedModel] = {}
 
 
 def worker_name() -> str:
@@ -24,11 +20,7 @@ def worker_name() -> str:
 
 def get_model(model_id: str) -> LoadedModel:
     """The pipeline for `model_id`, loaded on first use and kept for the life of the process."""
-    with _lock:
-        if model_id not in _loaded:
-            log.info("loading model %s", model_id)
-            _loaded[model_id] = load_pipeline(model_id, cache_dir=get_settings().effective_model_cache_dir)
-        return _loaded[model_id]
+    return generate.get_model(model_id, get_settings().effective_model_cache_dir)
 
 
 def preload() -> None:
