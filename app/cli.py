@@ -55,34 +55,83 @@ def serve(
     )
 
 
-def worker_command(concurrency: int = 1, loglevel: str = "INFO", pool: str = "prefork") -> list[str]:
+# What a worker can consume: generations (GPU) and webhook deliveries (network only).
+WORKER_QUEUES = ("generate", "webhooks")
+
+
+def worker_command(
+    concurrency: int = 1,
+    loglevel: str = "INFO",
+    pool: str = "prefork",
+    queues: tuple[str, ...] = WORKER_QUEUES,
+    beat: bool = False,
+) -> list[str]:
     """The Celery worker command line; one process per GPU is the production shape."""
     settings = get_settings()
-    return [
+    names = {"generate": settings.queue_name, "webhooks": settings.webhook_queue_name}
+    command = [
         sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-        "--queues", settings.queue_name,
+        "--queues", ",".join(names[queue] for queue in queues),
         "--concurrency", str(concurrency),
         "--pool", pool,
         "--prefetch-multiplier", "1",
         "--loglevel", loglevel,
         "--hostname", f"kinema-{os.getpid()}@%h",
     ]  # fmt: skip
+    if beat:
+        settings.home.mkdir(parents=True, exist_ok=True)
+        command += ["--beat", "--schedule", str(settings.home / "celerybeat-schedule")]
+    return command
+
+
+def _queues(value: str) -> tuple[str, ...]:
+    queues = tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+    unknown = [queue for queue in queues if queue not in WORKER_QUEUES]
+    if unknown or not queues:
+        raise typer.BadParameter(f"use one or more of {', '.join(WORKER_QUEUES)} (comma-separated)")
+    return queues
 
 
 @cli.command()
 def worker(
-    concurrency: Annotated[int, typer.Option(help="Worker processes (one per GPU).")] = 1,
+    concurrency: Annotated[int, typer.Option(help="Worker processes or threads (one process per GPU).")] = 1,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
-    pool: Annotated[str, typer.Option(help="Celery pool: prefork (default) or solo.")] = "prefork",
+    pool: Annotated[
+        str | None,
+        typer.Option(help="Celery pool: prefork, solo or threads. Default: prefork (webhooks: threads)."),
+    ] = None,
+    queues: Annotated[
+        str, typer.Option(help="What to consume: generate, webhooks, or both (comma-separated).")
+    ] = ",".join(WORKER_QUEUES),
+    beat: Annotated[
+        bool, typer.Option("--beat", help="Also run Celery beat (the webhook sweeper): on one host only.")
+    ] = False,
 ) -> None:
-    """Run a Celery GPU worker (it loads the model once per process)."""
-    command = worker_command(concurrency, loglevel, pool)
+    """Run a Celery worker: GPU generations (the model loads once per process) and webhook deliveries."""
+    chosen = _queues(queues)
+    # A webhooks-only worker waits on the network: threads, and no model loaded.
+    pool_name = pool or ("prefork" if "generate" in chosen else "threads")
+    command = worker_command(concurrency, loglevel, pool_name, chosen, beat)
+    os.execvp(command[0], command)
+
+
+@cli.command()
+def beat(loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO") -> None:
+    """Run Celery beat alone: it schedules the webhook sweeper. Run exactly one per deployment."""
+    settings = get_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable, "-m", "celery", "-A", "worker.celery_app", "beat",
+        "--schedule", str(settings.home / "celerybeat-schedule"),
+        "--loglevel", loglevel,
+    ]  # fmt: skip
     os.execvp(command[0], command)
 
 
 def _dev_key(home: Path) -> str:
     """The development key kept in `home/dev-key`, created (or replaced, if revoked) as needed."""
     from app.api_keys import service
+    from app.api_keys.models import Scope
     from app.db import session_scope
     from app.errors import AuthenticationFailed
     from app.security import authenticate
@@ -96,7 +145,8 @@ def _dev_key(home: Path) -> str:
                 return key
             except AuthenticationFailed:
                 pass
-        created = service.create_key(session, "development")
+        # The development key may also try the admin API.
+        created = service.create_key(session, "development", scopes=list(Scope))
     path.write_text(created.key + "\n")
     path.chmod(0o600)
     return created.key
@@ -107,13 +157,23 @@ def dev(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
 ) -> None:
-    """Run everything on embedded defaults: migrations, a development key, one worker and the API."""
+    """Run everything on embedded defaults: migrations, a development key, workers and the API."""
+    base = f"http://{host}:{port}"
+    # Development: webhooks may target this machine, and their links name this server.
+    os.environ.setdefault("KINEMA_WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")
+    os.environ.setdefault("KINEMA_API_BASE_URL", base.replace("://0.0.0.0:", "://127.0.0.1:"))
+    get_settings.cache_clear()
     settings = get_settings()
     settings.home.mkdir(parents=True, exist_ok=True)
     migrate()
     key = _dev_key(settings.home)
-    worker_proc = subprocess.Popen(worker_command(loglevel="WARNING"), start_new_session=True)
-    base = f"http://{host}:{port}"
+    workers = [
+        subprocess.Popen(worker_command(loglevel="WARNING", queues=("generate",)), start_new_session=True),
+        # Webhook deliveries never wait behind a generation; beat runs the sweeper.
+        subprocess.Popen(
+            worker_command(4, "WARNING", "threads", queues=("webhooks",), beat=True), start_new_session=True
+        ),
+    ]
     typer.echo(
         "\nKinema is starting on embedded defaults "
         f"(database {_redact(settings.effective_database_url)}, storage {settings.effective_storage_dir}, "
@@ -127,14 +187,24 @@ def dev(
         f"--base-url {base}\n"
         f"API docs: {base}/docs\n"
     )
+    # uvicorn re-raises SIGTERM after its graceful shutdown; as an exit, so the workers below are stopped.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         serve(host=host, port=port, workers=1, log_level="info")
     finally:
-        os.killpg(worker_proc.pid, signal.SIGTERM)
-        try:
-            worker_proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker_proc.pid, signal.SIGKILL)
+        # The Celery main process only: it stops its own pool (a pool process signalled too gets respawned).
+        for proc in workers:
+            proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for proc in workers:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _redact(url: str) -> str:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_HOME = Path(".kinema")
 
@@ -45,6 +45,17 @@ class Settings(BaseSettings):
     model_id: str = "builtin:tiny-wan"
     model_cache_dir: Path | None = None
 
+    # Worker speed switches (model.config.InferenceOptions); the defaults are plain diffusers.
+    dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    # Empty: diffusers' default (torch SDPA); else e.g. flash, _flash_3, _native_cudnn, sage.
+    attention_backend: str = ""
+    compile: Literal["none", "regional"] = "none"
+    cfg_batch: bool = False
+    step_cache: Literal["none", "first_block"] = "none"
+    step_cache_threshold: float = Field(default=0.05, ge=0)
+    vae_tiling: bool = False
+    video_encoder: Literal["libx264", "h264_nvenc", "auto"] = "libx264"
+
     max_duration_s: int = Field(default=60, ge=1)
     max_width: int = 1920
     max_height: int = 1920
@@ -59,8 +70,38 @@ class Settings(BaseSettings):
     # Worker: a job whose heartbeat is older than this is taken over by a redelivered task.
     job_lease_s: int = Field(default=60, ge=2)
     progress_write_interval_s: float = 0.25
+    # How long an Idempotency-Key replays its job; after that the same key makes a new job.
+    idempotency_key_ttl_s: int = Field(default=24 * 3600, ge=1)
+    # How often a running job's worker reads its row for a cancel request (Redis is read every step).
+    cancel_check_interval_s: float = Field(default=0.5, gt=0)
+    # GET /jobs/{id}/events: how often the row is read (without Redis: the only source of updates).
+    events_poll_interval_s: float = Field(default=0.5, gt=0)
     watermark_text: str = "AI-generated"
     watermark_enabled: bool = True
+
+    # Per-key limits for keys that set none of their own; 0 means unlimited.
+    default_rate_limit_rpm: int = Field(default=600, ge=0)
+    default_max_concurrent_jobs: int = Field(default=16, ge=0)
+    default_monthly_quota_s: int = Field(default=0, ge=0)
+
+    # Webhooks: their own queue, so a delivery never waits behind a generation.
+    webhook_queue_name: str = "kinema.webhooks"
+    # Seconds to wait before each retry of a failed delivery; after the last one the delivery fails.
+    webhook_retry_schedule_s: Annotated[list[float], NoDecode] = [5, 300, 1800, 7200, 18000, 36000, 36000]
+    webhook_timeout_s: float = Field(default=10, gt=0)
+    # Development and tests only: production refuses private, loopback and metadata addresses (SSRF).
+    webhook_allow_private_targets: bool = False
+    # The sweeper (Celery beat) runs this often and re-sends deliveries whose task never started.
+    webhook_sweep_interval_s: float = Field(default=30, gt=0)
+    webhook_redispatch_after_s: float = Field(default=60, gt=0)
+
+    @field_validator("webhook_retry_schedule_s", mode="before")
+    @classmethod
+    def _schedule_list(cls, value: object) -> object:
+        # `5,300,1800` or `[5, 300, 1800]` in the environment.
+        if isinstance(value, str):
+            return [float(part) for part in value.strip().strip("[]").split(",") if part.strip()]
+        return value
 
     @field_validator("home")
     @classmethod

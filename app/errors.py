@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -47,6 +48,12 @@ class AuthenticationFailed(APIError):
         super().__init__(message, code=code, headers={"WWW-Authenticate": "Bearer"})
 
 
+class PermissionDenied(APIError):
+    status_code = 403
+    type = "permission_error"
+    code = "missing_scope"
+
+
 class NotFound(APIError):
     status_code = 404
     type = "not_found_error"
@@ -57,6 +64,36 @@ class Conflict(APIError):
     status_code = 409
     type = "invalid_request_error"
     code = "conflict"
+
+
+class RateLimited(APIError):
+    """429: a request-rate, concurrency or quota limit; `Retry-After` says when trying again can work."""
+
+    status_code = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str,
+        retry_after_s: float,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        retry_after_s = max(retry_after_s, 0.001)
+        super().__init__(
+            message,
+            param=param,
+            code=code,
+            headers={
+                **(headers or {}),
+                "Retry-After": str(max(1, math.ceil(retry_after_s))),
+                # The openai SDK prefers the millisecond form when present.
+                "retry-after-ms": str(math.ceil(retry_after_s * 1000)),
+            },
+        )
 
 
 class ServiceUnavailable(APIError):

@@ -11,10 +11,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import __version__
+from app.api_keys.router import router as admin_keys_router
 from app.errors import APIError, InvalidRequest, ServiceUnavailable
 from app.health import router as health_router
 from app.jobs.router import router as jobs_router
+from app.limits.middleware import RateLimitHeadersMiddleware
+from app.limits.router import router as usage_router
 from app.storage import StorageError
+from app.webhooks.router import router as webhooks_router
 
 log = logging.getLogger(__name__)
 
@@ -90,4 +94,9 @@ def create_app() -> FastAPI:
 
     app.include_router(health_router)
     app.include_router(jobs_router)
+    app.include_router(webhooks_router)
+    app.include_router(usage_router)
+    app.include_router(admin_keys_router)
+    # Rate-limit headers on every authenticated response, error responses included.
+    app.add_middleware(RateLimitHeadersMiddleware)
     return app

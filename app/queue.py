@@ -9,6 +9,8 @@ from celery import Celery
 from app.config import Settings, get_settings
 
 GENERATE_TASK = "kinema.generate_video"
+WEBHOOK_DELIVER_TASK = "kinema.webhooks.deliver"
+WEBHOOK_SWEEP_TASK = "kinema.webhooks.sweep"
 
 
 class QueueUnavailable(Exception):
@@ -30,6 +32,7 @@ def make_celery(settings: Settings) -> Celery:
     app = Celery("kinema", broker=settings.effective_broker_url)
     app.conf.update(
         task_default_queue=settings.queue_name,
+        task_routes={"kinema.webhooks.*": {"queue": settings.webhook_queue_name}},
         task_serializer="json",
         accept_content=["json"],
         task_ignore_result=True,  # results live in Postgres and S3, not the broker
@@ -64,5 +67,16 @@ def enqueue_generation(job_id: str) -> None:
     settings = get_settings()
     try:
         get_celery().send_task(GENERATE_TASK, args=[job_id], queue=settings.queue_name)
+    except Exception as exc:  # kombu raises transport-specific errors
+        raise QueueUnavailable(str(exc)) from exc
+
+
+def enqueue_webhook_delivery(delivery_id: str, *, countdown: float | None = None) -> None:
+    """Send the delivery task for a committed outbox row (QueueUnavailable if the broker refuses)."""
+    settings = get_settings()
+    try:
+        get_celery().send_task(
+            WEBHOOK_DELIVER_TASK, args=[delivery_id], queue=settings.webhook_queue_name, countdown=countdown
+        )
     except Exception as exc:  # kombu raises transport-specific errors
         raise QueueUnavailable(str(exc)) from exc

@@ -1,4 +1,4 @@
-"""API key format, hashing, and the bearer-auth dependency."""
+"""API key format, hashing, and the bearer-auth and scope dependencies."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from fastapi import Depends, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.api_keys.models import ApiKey
+from app.api_keys.models import ApiKey, Scope
 from app.deps import SessionDep
-from app.errors import AuthenticationFailed
+from app.errors import AuthenticationFailed, PermissionDenied
+from app.limits.rate import enforce_request_rate
 
 KEY_SCHEME = "kn"
 _ALPHABET = string.ascii_letters + string.digits
@@ -73,10 +74,32 @@ def _bearer_token(request: Request) -> str:
 
 
 def require_api_key(request: Request, session: SessionDep) -> ApiKey:
-    """FastAPI dependency: the caller's active API key."""
+    """FastAPI dependency: the caller's active API key, its request counted against its rate limit."""
     key = authenticate(session, _bearer_token(request))
     request.state.api_key_id = key.id
+    enforce_request_rate(request, key)
     return key
 
 
 CurrentKey = Annotated[ApiKey, Depends(require_api_key)]
+
+
+class RequireScope:
+    """FastAPI dependency: the caller's key, if it has `scope`; else 403 naming the scope."""
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+
+    def __call__(self, key: CurrentKey) -> ApiKey:
+        if self.scope not in key.scope_list:
+            raise PermissionDenied(
+                f"This API key lacks the '{self.scope}' scope, which this endpoint needs "
+                f"(the key has: {', '.join(key.scope_list) or 'no scopes'}).",
+                code="missing_scope",
+            )
+        return key
+
+
+GenerateKey = Annotated[ApiKey, Depends(RequireScope(Scope.GENERATE))]
+ReadKey = Annotated[ApiKey, Depends(RequireScope(Scope.READ))]
+AdminKey = Annotated[ApiKey, Depends(RequireScope(Scope.ADMIN))]

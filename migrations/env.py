@@ -6,7 +6,8 @@ from alembic import context
 from sqlalchemy import pool
 
 import app.api_keys.models
-import app.jobs.models  # noqa: F401
+import app.jobs.models
+import app.webhooks.models  # noqa: F401
 from app.config import get_settings
 from app.db import Base, make_engine
 

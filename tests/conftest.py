@@ -101,6 +101,12 @@ def service_env(pg_url: str, s3_endpoint: str, tmp_path_factory: pytest.TempPath
         "KINEMA_S3_SECRET_ACCESS_KEY": "testing",
         "KINEMA_MODEL_CACHE_DIR": str(home / "models"),
         "KINEMA_JOB_LEASE_S": "3",
+        # End-to-end tests poll at 20 Hz; rate-limit tests give their keys limits of their own.
+        "KINEMA_DEFAULT_RATE_LIMIT_RPM": "0",
+        # Webhook receivers in tests listen on 127.0.0.1; retries come fast.
+        "KINEMA_WEBHOOK_QUEUE_NAME": f"kinema.test.webhooks.{uuid.uuid4().hex[:8]}",
+        "KINEMA_WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
+        "KINEMA_WEBHOOK_RETRY_SCHEDULE_S": "0.2,0.2,0.2",
     }
 
 
@@ -109,11 +115,17 @@ def clear_caches() -> None:
     from app.config import get_settings
     from app.db import get_engine, get_sessionmaker
     from app.jobs.live import get_progress_channel
+    from app.limits.rate import get_rate_limiter
     from app.queue import get_celery
     from app.storage import get_storage
 
+    if get_engine.cache_info().currsize:
+        # Close its pooled connections now: a dropped engine keeps them open until garbage collection,
+        # and a whole run would pile up Postgres's max_connections.
+        get_engine().dispose()
     for cached in (get_settings, get_engine, get_sessionmaker, get_storage, get_celery, get_progress_channel):
         cached.cache_clear()
+    get_rate_limiter.cache_clear()
 
 
 @pytest.fixture
@@ -160,11 +172,11 @@ def tmp_home(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def make_key(db_session: Any) -> Any:
-    """Factory: `make_key(name) -> (row, plaintext key)`, created through the real service."""
+    """Factory: `make_key(name, **create_key options) -> (row, plaintext key)`, through the service."""
     from app.api_keys import service
 
-    def make(name: str = "test") -> tuple[Any, str]:
-        created = service.create_key(db_session, name)
+    def make(name: str = "test", **options: Any) -> tuple[Any, str]:
+        created = service.create_key(db_session, name, **options)
         return created.row, created.key
 
     return make

@@ -14,7 +14,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 import app.api_keys.models
-import app.jobs.models  # noqa: F401  (registers the tables)
+import app.jobs.models
+import app.webhooks.models  # noqa: F401  (registers the tables)
 import migrations
 from app.db import Base, make_engine
 from tests.conftest import POSTGRES_URL, sqlalchemy_url

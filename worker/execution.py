@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
+import torch
+from sqlalchemy.exc import SQLAlchemyError
+
 from app.config import Settings, get_settings
 from app.db import session_scope
 from app.jobs import runs
+from app.jobs.eta import Timing, load_timing, record_timing, work_units
 from app.jobs.live import get_progress_channel
 from app.jobs.models import Job
+from app.jobs.states import JobStatus
 from app.storage import StorageError, get_storage
 from model.config import GenerationCanceled, GenerationRequest, ModelError, Phase
 from model.export import render_mp4
@@ -20,7 +27,9 @@ from model.generate import generate
 from model.registry import get_spec
 from model.watermark import VisibleWatermark
 from worker import runtime
+from worker.cancel import CancelWatch
 from worker.progress import Heartbeat, ProgressReporter, RunLost
+from worker.timing import RunClock
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +76,23 @@ def execute(job_id: str) -> runs.ClaimResult:
         row = session.get(Job, job_id)
         assert row is not None  # we just claimed it
         spec = JobSpec.from_row(row)
+    cancel = CancelWatch(job_id, get_progress_channel(), interval_s=settings.cancel_check_interval_s)
+    stopped = False
     with Heartbeat(run, interval_s=max(0.5, settings.job_lease_s / 4)) as heartbeat:
+
+        def should_stop() -> bool:
+            return heartbeat.lost.is_set() or cancel()
+
         try:
-            _run(spec, run, settings, heartbeat)
+            _run(spec, run, settings, should_stop)
         except RunLost:
             log.warning("job %s was taken over by another worker; this run stops", job_id)
         except GenerationCanceled:
+            stopped = True
             if heartbeat.lost.is_set():
                 log.warning("job %s was taken over by another worker; this run stops", job_id)
+            else:
+                _cancel(run)
         except StorageError as exc:
             _fail(run, "storage_unavailable", f"Storing the video failed: {exc}")
         except ModelError as exc:
@@ -85,20 +103,70 @@ def execute(job_id: str) -> runs.ClaimResult:
             log.exception("job %s failed", job_id)
             code = "out_of_memory" if "out of memory" in str(exc).lower() else "internal_error"
             _fail(run, code, f"{type(exc).__name__}: {exc}")
+    if stopped:
+        _release_memory()
     return result
+
+
+def _announce(job_id: str, status: JobStatus) -> None:
+    """Tell the job's event streams it finished, so they end now rather than at their next poll."""
+    channel = get_progress_channel()
+    if channel is not None:
+        channel.announce(job_id, status)
 
 
 def _fail(run: runs.Run, code: str, message: str) -> None:
     with session_scope() as session:
-        runs.fail(session, run, code=code, message=message)
+        owned = runs.fail(session, run, code=code, message=message)
+    if owned:
+        _announce(run.job_id, JobStatus.FAILED)
 
 
-def _run(spec: JobSpec, run: runs.Run, settings: Settings, heartbeat: Heartbeat) -> None:
+def _cancel(run: runs.Run) -> None:
+    with session_scope() as session:
+        owned = runs.cancel(session, run)
+    if owned:
+        _announce(run.job_id, JobStatus.CANCELED)
+        log.info("job %s canceled; nothing was stored", run.job_id)
+
+
+def _release_memory() -> None:
+    """Free what the stopped generation held (latents, decoder caches) before the next job loads."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _learn_timing(model: str, observed: Timing | None) -> None:
+    """Fold a finished run into the model's ETA averages; an estimate is never worth failing a job."""
+    if observed is None:
+        return
+    try:
+        with session_scope() as session:
+            record_timing(
+                session,
+                model,
+                step_s_per_unit=observed.step_s_per_unit,
+                tail_s_per_unit=observed.tail_s_per_unit,
+            )
+    except SQLAlchemyError as exc:
+        log.warning("recording the timing of %s failed: %s", model, exc)
+
+
+def _run(spec: JobSpec, run: runs.Run, settings: Settings, should_stop: Callable[[], bool]) -> None:
+    with session_scope() as session:
+        timing = load_timing(session, spec.model)
+    clock = RunClock(
+        units=work_units(spec.width, spec.height, spec.num_frames),
+        steps=spec.num_inference_steps,
+        timing=timing,
+    )
     reporter = ProgressReporter(
-        run, get_progress_channel(), write_interval_s=settings.progress_write_interval_s
+        run, get_progress_channel(), write_interval_s=settings.progress_write_interval_s, clock=clock
     )
     reporter.report(Phase.LOADING, 0, 1)
     loaded = runtime.get_model(spec.model)
+    reporter.report(Phase.LOADING, 1, 1)
     request = GenerationRequest(
         prompt=spec.prompt,
         negative_prompt=spec.negative_prompt,
@@ -113,7 +181,7 @@ def _run(spec: JobSpec, run: runs.Run, settings: Settings, heartbeat: Heartbeat)
         model_id=spec.model,
     )
     watermark = VisibleWatermark(text=settings.watermark_text) if settings.watermark_enabled else None
-    frames = generate(request, reporter.on_step, heartbeat.lost.is_set, model=loaded)
+    frames = generate(request, reporter.on_step, should_stop, model=loaded)
     with tempfile.TemporaryDirectory(prefix="kinema-") as tmp:
         video_path, thumb_path = Path(tmp) / "video.mp4", Path(tmp) / "thumbnail.jpg"
         try:
@@ -124,10 +192,16 @@ def _run(spec: JobSpec, run: runs.Run, settings: Settings, heartbeat: Heartbeat)
                 thumbnail_path=thumb_path,
                 thumbnail_index=spec.num_frames // 2,
                 watermark=watermark,
+                encoder=settings.video_encoder,
             )
+        except GenerationCanceled:
+            reporter.flush()  # the row shows the step it stopped at
+            raise
         finally:
             frames.close()
         reporter.report(Phase.ENCODING, 1, 1)
+        if should_stop():
+            raise GenerationCanceled  # the last moment a cancel can keep the output from being stored
         reporter.report(Phase.UPLOADING, 0, 2)
         storage = get_storage()
         storage.put_file(spec.thumbnail_key, thumb_path, "image/jpeg")
@@ -146,4 +220,6 @@ def _run(spec: JobSpec, run: runs.Run, settings: Settings, heartbeat: Heartbeat)
         )
     if not owned:
         raise RunLost(spec.id)
+    _announce(spec.id, JobStatus.SUCCEEDED)
+    _learn_timing(spec.model, clock.observed())
     log.info("job %s succeeded: %d frames, %d bytes", spec.id, info.frames, info.bytes)

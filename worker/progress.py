@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import UTC, datetime
 from types import TracebackType
 
 from app.db import session_scope
@@ -13,6 +14,7 @@ from app.jobs import runs
 from app.jobs.live import ProgressChannel, ProgressSnapshot
 from app.jobs.states import JobStatus
 from model.config import Phase, StepInfo
+from worker.timing import RunClock
 
 log = logging.getLogger(__name__)
 
@@ -40,28 +42,49 @@ def percent(phase: Phase, step: int, total: int) -> int:
 class ProgressReporter:
     """Turns model callbacks into progress writes, throttled for the database."""
 
-    def __init__(self, run: runs.Run, channel: ProgressChannel | None, *, write_interval_s: float) -> None:
+    def __init__(
+        self,
+        run: runs.Run,
+        channel: ProgressChannel | None,
+        *,
+        write_interval_s: float,
+        clock: RunClock | None = None,
+    ) -> None:
         self.run = run
         self.channel = channel
         self.write_interval_s = write_interval_s
+        self.clock = clock
         self._last_write = 0.0
         self._last_phase: Phase | None = None
+        self._last_values: dict[str, object] = {}
 
     def report(self, phase: Phase, step: int, total: int) -> None:
         """Publish now; write the row when the phase changed or the interval passed."""
         progress = percent(phase, step, total)
+        finish = self.clock.expected_finish(phase, step, total) if self.clock is not None else None
         if self.channel is not None:
-            snapshot = ProgressSnapshot(JobStatus.IN_PROGRESS, phase, progress, step, total)
+            snapshot = ProgressSnapshot(JobStatus.IN_PROGRESS, phase, progress, step, total, finish)
             self.channel.publish(self.run.job_id, snapshot)
         now = time.monotonic()
+        self._last_values = {
+            "phase": str(phase),
+            "progress": progress,
+            "step": step,
+            "total_steps": total,
+            "expected_finish_at": datetime.fromtimestamp(finish, UTC) if finish is not None else None,
+        }
         if phase != self._last_phase or now - self._last_write >= self.write_interval_s or step == total:
             self._last_phase, self._last_write = phase, now
             with session_scope() as session:
-                owned = runs.heartbeat(
-                    session, self.run, phase=str(phase), progress=progress, step=step, total_steps=total
-                )
+                owned = runs.heartbeat(session, self.run, **self._last_values)
             if not owned:
                 raise RunLost(self.run.job_id)
+
+    def flush(self) -> None:
+        """Write the last report to the row now, so a run that stops shows where it got to."""
+        if self._last_values:
+            with session_scope() as session:
+                runs.heartbeat(session, self.run, **self._last_values)
 
     def on_step(self, info: StepInfo) -> None:
         """The `on_step` callback given to `model.generate`."""

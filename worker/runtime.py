@@ -6,8 +6,9 @@ import logging
 import os
 import socket
 
-from app.config import get_settings
+from app.config import Settings, get_settings
 from model import generate
+from model.config import InferenceOptions
 from model.pipeline import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -18,9 +19,24 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def inference_options(settings: Settings) -> InferenceOptions:
+    """The speed switches the settings ask for (`KINEMA_DTYPE`, `KINEMA_COMPILE`, ...)."""
+    return InferenceOptions(
+        dtype=settings.dtype,
+        attention_backend=settings.attention_backend or None,
+        compile=settings.compile,
+        cfg_batch=settings.cfg_batch,
+        step_cache=None if settings.step_cache == "none" else settings.step_cache,
+        step_cache_threshold=settings.step_cache_threshold,
+        vae_tiling=settings.vae_tiling,
+        video_encoder=settings.video_encoder,
+    )
+
+
 def get_model(model_id: str) -> LoadedModel:
-    """The pipeline for `model_id`, loaded on first use and kept for the life of the process."""
-    return generate.get_model(model_id, get_settings().effective_model_cache_dir)
+    """The pipeline for `model_id` with the settings' speed switches, loaded once per process."""
+    settings = get_settings()
+    return generate.get_model(model_id, settings.effective_model_cache_dir, inference_options(settings))
 
 
 def preload() -> None:

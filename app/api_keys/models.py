@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, utcnow
+
+
+class Scope(StrEnum):
+    """What a key may do: submit jobs, read its jobs and usage, manage keys."""
+
+    GENERATE = "generate"
+    READ = "read"
+    ADMIN = "admin"
+
+
+# Keys made before scopes existed, and keys made without naming any, get these.
+DEFAULT_SCOPES: tuple[Scope, ...] = (Scope.GENERATE, Scope.READ)
+DEFAULT_SCOPES_TEXT = " ".join(DEFAULT_SCOPES)
 
 
 class ApiKey(Base):
@@ -20,7 +34,21 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Space-separated, like OAuth scopes.
+    scopes: Mapped[str] = mapped_column(
+        String(100), default=DEFAULT_SCOPES_TEXT, server_default=DEFAULT_SCOPES_TEXT
+    )
+    # Limits of this key; None: the deployment's default (KINEMA_DEFAULT_*), 0: unlimited.
+    rate_limit_rpm: Mapped[int | None] = mapped_column(default=None)
+    max_concurrent_jobs: Mapped[int | None] = mapped_column(default=None)
+    monthly_quota_s: Mapped[int | None] = mapped_column(default=None)
 
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+    @property
+    def scope_list(self) -> list[Scope]:
+        """The key's scopes, in the order of the Scope enum."""
+        granted = set(self.scopes.split())
+        return [scope for scope in Scope if scope in granted]

@@ -26,10 +26,17 @@ class ProgressSnapshot:
     progress: int
     step: int
     total_steps: int
+    # Unix time the worker expects to finish at, from its own step times; None: no estimate yet.
+    expected_finish_at: float | None = None
 
 
 def _key(job_id: str) -> str:
     return f"kinema:job:{job_id}:progress"
+
+
+def cancel_flag(job_id: str) -> str:
+    """The key whose presence tells the job's worker to stop at its next step."""
+    return f"kinema:job:{job_id}:cancel"
 
 
 def channel(job_id: str) -> str:
@@ -52,6 +59,29 @@ class ProgressChannel:
             pipe.execute()
         except redis.RedisError as exc:
             log.warning("progress publish for %s failed: %s", job_id, exc)
+
+    def announce(self, job_id: str, status: str) -> None:
+        """Tell subscribers the job's status changed (they re-read the row); the progress key is kept."""
+        data = json.dumps(asdict(ProgressSnapshot(status, "done", 0, 0, 0)))
+        try:
+            self.client.publish(channel(job_id), data)
+        except redis.RedisError as exc:
+            log.warning("status announce for %s failed: %s", job_id, exc)
+
+    def request_cancel(self, job_id: str) -> None:
+        """Raise the job's cancel flag (the row's `cancel_requested_at` backs it up when Redis fails)."""
+        try:
+            self.client.set(cancel_flag(job_id), "1", ex=SNAPSHOT_TTL_S)
+        except redis.RedisError as exc:
+            log.warning("cancel flag for %s failed: %s", job_id, exc)
+
+    def cancel_requested(self, job_id: str) -> bool:
+        """Whether the job's cancel flag is up; one GET, cheap enough for every denoising step."""
+        try:
+            return bool(self.client.exists(cancel_flag(job_id)))
+        except redis.RedisError as exc:
+            log.warning("cancel flag read for %s failed: %s", job_id, exc)
+            return False
 
     def read(self, job_id: str) -> ProgressSnapshot | None:
         try:

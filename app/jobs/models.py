@@ -16,6 +16,8 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_api_key_id_id", "api_key_id", "id"),
         Index("ix_jobs_status_id", "status", "id"),
+        # Limits: a key's running jobs, and its jobs this month by status (migration 0004).
+        Index("ix_jobs_api_key_id_status_created_at", "api_key_id", "status", "created_at"),
     )
 
     # `video_<32 hex>`, time-ordered, so ordering by id is ordering by creation.
@@ -61,4 +63,39 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    # Set when a cancel is asked for a running job: its worker stops at the next denoising step.
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The running worker's forecast of its finish, from its own step times (`eta_seconds`).
+    expected_finish_at: Mapped[datetime | None] = mapped_column(default=None)
+    # A per-request webhook: receives the job's terminal events (migration 0002_webhooks).
+    webhook_url: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class IdempotencyKey(Base):
+    """An `Idempotency-Key` a caller sent with a submit, and the job it made."""
+
+    __tablename__ = "idempotency_keys"
+
+    # The primary key is the unique constraint that makes concurrent duplicates create one job.
+    api_key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # SHA-256 of the endpoint and the canonical request body: a different body under the same key is refused.
+    request_hash: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+
+
+class ModelTiming(Base):
+    """How fast a model runs on this deployment's workers: moving averages, per megapixel-frame."""
+
+    __tablename__ = "model_timings"
+
+    model: Mapped[str] = mapped_column(String(500), primary_key=True)
+    # Seconds per denoising step, and for everything after denoising (decode, encode, upload).
+    step_s_per_unit: Mapped[float]
+    tail_s_per_unit: Mapped[float]
+    samples: Mapped[int] = mapped_column(default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from app.config import Settings
 from app.errors import InvalidRequest
 from app.jobs.schemas import GenerateRequest
+from app.webhooks.targets import checked_url
 from model.registry import ModelSpec, UnknownModelError, get_spec
 
 # (resolution, aspect ratio) -> (width, height); every side a multiple of 8 for H.264's 4:2:0 chroma.
@@ -49,6 +50,7 @@ class Parameters:
     seed: int
     num_inference_steps: int
     guidance_scale: float
+    webhook_url: str | None = None  # receives the job's terminal events
 
 
 def model_spec(model_id: str | None, settings: Settings) -> ModelSpec:
@@ -152,4 +154,7 @@ def resolve(body: GenerateRequest, settings: Settings) -> Parameters:
         seed=body.seed if body.seed is not None else secrets.randbelow(2**32),
         num_inference_steps=steps,
         guidance_scale=body.guidance_scale if body.guidance_scale is not None else spec.default_guidance,
+        webhook_url=(
+            None if body.webhook_url is None else checked_url(body.webhook_url, settings, param="webhook_url")
+        ),
     )

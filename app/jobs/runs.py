@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from app.db import utcnow
 from app.jobs.models import Job
 from app.jobs.states import TERMINAL, JobStatus, sources_of
+from app.webhooks import events
 
 
 class ClaimResult(Enum):
@@ -56,10 +57,15 @@ def claim(session: Session, job_id: str, *, worker: str, lease_s: float) -> tupl
             phase="loading",
             progress=0,
             step=0,
+            expected_finish_at=None,
         )
     )
+    claimed = bool(result.rowcount)  # type: ignore[attr-defined]
+    # Only the first claim takes the job out of `queued`; a takeover after a lost worker is no new event.
+    if claimed and session.scalar(select(Job.attempts).where(Job.id == job_id)) == 1:
+        events.record_job_event(session, job_id, "video.in_progress")
     session.commit()
-    if result.rowcount:  # type: ignore[attr-defined]
+    if claimed:
         return ClaimResult.CLAIMED, Run(job_id=job_id, token=token)
     status = session.scalar(select(Job.status).where(Job.id == job_id))
     if status is None or JobStatus(status) in TERMINAL:
@@ -87,8 +93,11 @@ def succeed(session: Session, run: Run, **outputs: Any) -> bool:
         .where(_owned(run, JobStatus.SUCCEEDED))
         .values(status=JobStatus.SUCCEEDED, phase="done", progress=100, finished_at=utcnow(), **outputs)
     )
+    owned = bool(result.rowcount)  # type: ignore[attr-defined]
+    if owned:
+        events.record_job_event(session, run.job_id, "video.completed")
     session.commit()
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return owned
 
 
 def fail(session: Session, run: Run, *, code: str, message: str) -> bool:
@@ -98,5 +107,27 @@ def fail(session: Session, run: Run, *, code: str, message: str) -> bool:
         .where(_owned(run, JobStatus.FAILED))
         .values(status=JobStatus.FAILED, error_code=code, error_message=message[:2000], finished_at=utcnow())
     )
+    owned = bool(result.rowcount)  # type: ignore[attr-defined]
+    if owned:
+        events.record_job_event(session, run.job_id, "video.failed")
     session.commit()
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return owned
+
+
+def cancel(session: Session, run: Run) -> bool:
+    """Mark the job canceled, if this run still owns it; the `video.canceled` event commits with it."""
+    result = session.execute(
+        update(Job)
+        .where(_owned(run, JobStatus.CANCELED))
+        .values(status=JobStatus.CANCELED, finished_at=utcnow(), expected_finish_at=None)
+    )
+    owned = bool(result.rowcount)  # type: ignore[attr-defined]
+    if owned:
+        events.record_job_event(session, run.job_id, "video.canceled")
+    session.commit()
+    return owned
+
+
+def cancel_requested(session: Session, job_id: str) -> bool:
+    """Whether a cancel was asked for the job (the row's flag, for deployments without Redis)."""
+    return session.scalar(select(Job.cancel_requested_at).where(Job.id == job_id)) is not None

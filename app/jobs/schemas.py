@@ -29,6 +29,11 @@ class GenerateRequest(BaseModel):
     guidance_scale: float | None = Field(default=None, ge=0, le=30, description="Classifier-free guidance.")
     negative_prompt: str | None = Field(default=None, description="What the video should not show.")
     model: str | None = Field(default=None, description="Model id; default: the deployment's model.")
+    webhook_url: str | None = Field(
+        default=None,
+        description="Receives this job's `video.completed`, `video.failed` and `video.canceled` events, "
+        "signed with the secret from GET /v1/webhooks/default/secret.",
+    )
 
 
 class JobError(BaseModel):
@@ -72,6 +77,9 @@ class JobOut(BaseModel):
     step: int
     total_steps: int
     queue_position: int | None = Field(description="Jobs ahead of this one while it is queued (0: next).")
+    eta_seconds: int | None = Field(
+        default=None, description="Estimated seconds until it finishes (queued or running); null: unknown."
+    )
     model: str
     kind: str
     parameters: JobParameters
@@ -79,6 +87,9 @@ class JobOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    cancel_requested_at: datetime | None = Field(
+        default=None, description="When a cancel was asked for; a running job stops at its next step."
+    )
     error: JobError | None
     output: JobOutput | None
 

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.api_keys.models import ApiKey
-from app.config import Settings
+from app.config import Settings, get_settings
 from app.db import utcnow
-from app.errors import InvalidRequest, NotFound, ServiceUnavailable
-from app.jobs.live import ProgressSnapshot
+from app.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
+from app.jobs.eta import eta_seconds
+from app.jobs.idempotency import HEADER, IdempotentRequest, find_replay, release_key, reserve_key
+from app.jobs.live import ProgressSnapshot, get_progress_channel
 from app.jobs.models import Job
 from app.jobs.parameters import Parameters
 from app.jobs.schemas import JobError, JobOut, JobOutput, JobParameters
 from app.jobs.states import JobStatus, sources_of
+from app.limits.service import admit_job
 from app.queue import QueueUnavailable, enqueue_generation
+from app.webhooks import events
 
 MAX_PAGE = 100
 
@@ -28,8 +33,46 @@ def new_job_id() -> str:
     return f"video_{int(time.time() * 1000):012x}{os.urandom(10).hex()}"
 
 
-def submit(session: Session, key: ApiKey, params: Parameters) -> Job:
-    """Write the job row, commit, then enqueue; a broker that refuses fails the job and answers 503."""
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """A submitted job; `replayed` when an earlier request with the same Idempotency-Key made it."""
+
+    job: Job
+    replayed: bool = False
+
+
+def submit_once(
+    session: Session, key: ApiKey, params: Parameters, idempotency: IdempotentRequest | None
+) -> Submission:
+    """`submit`; with an Idempotency-Key, a repeat of an earlier request gets that request's job."""
+    if idempotency is None:
+        return Submission(submit(session, key, params))
+    earlier = find_replay(session, key.id, idempotency)
+    if earlier is not None:
+        return Submission(earlier, replayed=True)
+    try:
+        return Submission(submit(session, key, params, idempotency=idempotency))
+    except IntegrityError as exc:
+        session.rollback()
+        # A concurrent request with the same key committed first: answer with its job.
+        earlier = find_replay(session, key.id, idempotency)
+        if earlier is None:
+            raise Conflict(
+                f"A request with this {HEADER} is being processed; retry it.",
+                param=HEADER,
+                code="idempotency_key_in_use",
+            ) from exc
+        return Submission(earlier, replayed=True)
+
+
+def submit(
+    session: Session, key: ApiKey, params: Parameters, *, idempotency: IdempotentRequest | None = None
+) -> Job:
+    """Write the job row, commit, then enqueue; a broker that refuses fails the job and answers 503.
+
+    With `idempotency` the key's row commits with the job; a concurrent duplicate raises IntegrityError.
+    """
+    admit_job(session, key, params.duration_s, get_settings())  # 429 over a limit; locks the key till commit
     job = Job(
         id=new_job_id(),
         api_key_id=key.id,
@@ -38,10 +81,15 @@ def submit(session: Session, key: ApiKey, params: Parameters) -> Job:
         **{f: v for f, v in asdict(params).items()},
     )
     session.add(job)
+    if idempotency is not None:
+        session.flush()  # the job's row first: the key's row points at it
+        reserve_key(session, key.id, idempotency, job.id)
     session.commit()
     try:
         enqueue_generation(job.id)
     except QueueUnavailable as exc:
+        if idempotency is not None:
+            release_key(session, key.id, idempotency.key)  # the retry this 503 invites makes a new job
         mark_failed(session, job.id, code="queue_unavailable", message=f"The job queue is unavailable: {exc}")
         raise ServiceUnavailable(
             "The job queue is unavailable; the job was not queued. Retry shortly.", code="queue_unavailable"
@@ -56,8 +104,11 @@ def mark_failed(session: Session, job_id: str, *, code: str, message: str) -> bo
         .where(Job.id == job_id, Job.status.in_(sources_of(JobStatus.FAILED)))
         .values(status=JobStatus.FAILED, error_code=code, error_message=message, finished_at=utcnow())
     )
+    failed = bool(result.rowcount)  # type: ignore[attr-defined]
+    if failed:
+        events.record_job_event(session, job_id, "video.failed")
     session.commit()
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return failed
 
 
 def get_job(session: Session, key: ApiKey, job_id: str) -> Job:
@@ -95,7 +146,27 @@ def queue_position(session: Session, job: Job) -> int | None:
     return int(ahead or 0)
 
 
-def to_out(job: Job, *, base_url: str, position: int | None, live: ProgressSnapshot | None = None) -> JobOut:
+def present(session: Session, job: Job, *, base_url: str) -> JobOut:
+    """The job as the API shows it now: its row, the freshest live snapshot, queue position and ETA."""
+    channel = get_progress_channel() if job.status == JobStatus.IN_PROGRESS else None
+    live = channel.read(job.id) if channel is not None else None
+    return to_out(
+        job,
+        base_url=base_url,
+        position=queue_position(session, job),
+        live=live,
+        eta=eta_seconds(session, job, live),
+    )
+
+
+def to_out(
+    job: Job,
+    *,
+    base_url: str,
+    position: int | None,
+    live: ProgressSnapshot | None = None,
+    eta: int | None = None,
+) -> JobOut:
     """The public view of a job; a fresher live snapshot from Redis overrides the row's progress."""
     phase, progress, step, total = job.phase, job.progress, job.step, job.total_steps
     if live is not None and job.status == JobStatus.IN_PROGRESS and live.status == JobStatus.IN_PROGRESS:
@@ -122,6 +193,7 @@ def to_out(job: Job, *, base_url: str, position: int | None, live: ProgressSnaps
         step=step,
         total_steps=total,
         queue_position=position,
+        eta_seconds=eta,
         model=job.model,
         kind=job.kind,
         parameters=JobParameters(
@@ -140,6 +212,7 @@ def to_out(job: Job, *, base_url: str, position: int | None, live: ProgressSnaps
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
+        cancel_requested_at=job.cancel_requested_at,
         error=error,
         output=output,
     )

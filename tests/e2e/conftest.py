@@ -18,7 +18,13 @@ def live(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
     logs = tmp_path_factory.mktemp("live-logs")
     port = free_port()
     # A queue of its own: in-process tests count what lands on the shared one.
-    env = clean_env({**service_env, "KINEMA_QUEUE_NAME": f"kinema.live.{uuid.uuid4().hex[:8]}"})
+    env = clean_env(
+        {
+            **service_env,
+            "KINEMA_QUEUE_NAME": f"kinema.live.{uuid.uuid4().hex[:8]}",
+            "KINEMA_WEBHOOK_QUEUE_NAME": f"kinema.live.webhooks.{uuid.uuid4().hex[:8]}",
+        }
+    )
     worker = start("worker", ["worker", "--concurrency", "1", "--loglevel", "INFO"], env, logs)
     api = start("api", ["serve", "--port", str(port), "--log-level", "warning"], env, logs)
     service = Service(base_url=f"http://127.0.0.1:{port}", env=env, processes=[worker, api])

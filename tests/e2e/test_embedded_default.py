@@ -11,9 +11,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from standardwebhooks import Webhook
 
 from tests.conftest import free_port
 from tests.e2e.harness import Service, clean_env, probe_mp4, start, wait_for_job, wait_ready
+from tests.webhooks.receiver import Receiver
 
 pytestmark = pytest.mark.e2e
 
@@ -39,6 +41,10 @@ def test_dev_runs_the_whole_flow_with_no_servers(tmp_path: Path) -> None:
         assert (home / "kinema.db").is_file()
         key = (home / "dev-key").read_text().strip()
         assert key.startswith("kn_") and key in dev.output()
+        # Webhooks work on the embedded defaults too (a receiver on this machine is allowed in dev).
+        receiver = Receiver().start()
+        with service.client(key) as client:
+            endpoint = client.post("/v1/webhooks", json={"url": receiver.url}).json()
 
         # The curl line it printed works as printed.
         assert shutil.which("curl"), "curl is needed for this test"
@@ -53,7 +59,7 @@ def test_dev_runs_the_whole_flow_with_no_servers(tmp_path: Path) -> None:
         job_id = json.loads(result.stdout)["id"]
 
         with service.client(key) as client:
-            finished = wait_for_job(client, job_id)
+            finished = wait_for_job(client, job_id, interval=0.25)  # within the default 600 requests/min
             assert finished.job["status"] == "succeeded", (finished.job, service.logs())
             output = finished.job["output"]
             # The built-in model's defaults: 256x256 at 8 fps; the printed line asks for 2 s.
@@ -69,5 +75,9 @@ def test_dev_runs_the_whole_flow_with_no_servers(tmp_path: Path) -> None:
         stored = list((home / "storage" / "videos").rglob(f"{job_id}.mp4"))
         assert len(stored) == 1 and stored[0].read_bytes() == video.content
         assert httpx.get(f"{service.base_url}/healthz").json() == {"status": "ok"}
+        [hook] = receiver.wait_for(1, timeout=60)
+        event = Webhook(endpoint["secret"]).verify(hook.body, hook.headers)
+        assert event["type"] == "video.completed" and event["data"]["id"] == job_id
+        assert event["data"]["output"]["video_url"] == f"{service.base_url}/jobs/{job_id}/video"
     finally:
         service.stop()

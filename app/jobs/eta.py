@@ -1,0 +1,125 @@
+"""How long until a job finishes (`eta_seconds`), from step times measured on this deployment.
+
+- A running job: its worker times its own denoising steps and forecasts its finish (remaining steps x
+  its mean step time, plus the model's usual tail: decode, encode, upload); the API shows the time left.
+- The model's usual speed: after each success the worker folds that run's seconds per denoising step and
+  its tail into moving averages per model (`model_timings`), per megapixel-frame (width x height x
+  frames / 10^6), so jobs of other sizes can be estimated; the cost is taken as linear in that size.
+- A queued job: (time left of the model's running jobs + estimates of the queued jobs ahead of it),
+  shared by as many workers as jobs are running (at least one), plus its own estimate.
+
+No estimate (null) until the model has finished a job on this deployment.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Float, cast, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.db import utcnow
+from app.jobs.live import ProgressSnapshot
+from app.jobs.models import Job, ModelTiming
+from app.jobs.states import JobStatus
+
+# Weight of the newest run in the moving averages.
+EMA_WEIGHT = 0.3
+PIXELS_PER_UNIT = 1_000_000
+
+
+def work_units(width: int, height: int, num_frames: int) -> float:
+    """The size of a job in megapixel-frames."""
+    return width * height * num_frames / PIXELS_PER_UNIT
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """A model's usual speed on this deployment."""
+
+    step_s_per_unit: float
+    tail_s_per_unit: float
+
+    def run_s(self, units: float, steps: int) -> float:
+        """Seconds a job of `units` with `steps` denoising steps takes once a worker has it."""
+        return units * (steps * self.step_s_per_unit + self.tail_s_per_unit)
+
+
+def load_timing(session: Session, model: str) -> Timing | None:
+    """The model's moving averages, or None before its first finished job."""
+    row = session.get(ModelTiming, model)
+    return Timing(row.step_s_per_unit, row.tail_s_per_unit) if row is not None else None
+
+
+def record_timing(session: Session, model: str, *, step_s_per_unit: float, tail_s_per_unit: float) -> None:
+    """Fold one finished run into the model's moving averages (one atomic UPDATE; the first run inserts)."""
+    values = {
+        "step_s_per_unit": ModelTiming.step_s_per_unit * (1 - EMA_WEIGHT) + step_s_per_unit * EMA_WEIGHT,
+        "tail_s_per_unit": ModelTiming.tail_s_per_unit * (1 - EMA_WEIGHT) + tail_s_per_unit * EMA_WEIGHT,
+        "samples": ModelTiming.samples + 1,
+        "updated_at": utcnow(),
+    }
+    result = session.execute(update(ModelTiming).where(ModelTiming.model == model).values(**values))
+    if not result.rowcount:  # type: ignore[attr-defined]
+        session.add(
+            ModelTiming(
+                model=model, step_s_per_unit=step_s_per_unit, tail_s_per_unit=tail_s_per_unit, samples=1
+            )
+        )
+    try:
+        session.commit()
+    except IntegrityError:
+        # Another worker inserted the first row at the same moment: fold this run in instead.
+        session.rollback()
+        session.execute(update(ModelTiming).where(ModelTiming.model == model).values(**values))
+        session.commit()
+
+
+def seconds_until(moment: float | None, now: datetime | None = None) -> int | None:
+    """Whole seconds from `now` to the Unix time `moment` (0 once it passed); None for no moment."""
+    if moment is None:
+        return None
+    return max(0, math.ceil(moment - (now or utcnow()).timestamp()))
+
+
+def eta_seconds(
+    session: Session, job: Job, live: ProgressSnapshot | None = None, *, now: datetime | None = None
+) -> int | None:
+    """Seconds until `job` is expected to finish; None when finished or when nothing is known yet."""
+    now = now or utcnow()
+    if job.status == JobStatus.IN_PROGRESS:
+        if live is not None and live.expected_finish_at is not None:
+            return seconds_until(live.expected_finish_at, now)
+        expected = job.expected_finish_at
+        return seconds_until(expected.timestamp() if expected is not None else None, now)
+    if job.status != JobStatus.QUEUED:
+        return None
+    timing = load_timing(session, job.model)
+    if timing is None:
+        return None
+    size = cast(Job.width, Float) * Job.height * Job.num_frames
+    step_units, units = session.execute(
+        select(func.sum(size * Job.num_inference_steps), func.sum(size)).where(
+            Job.status == JobStatus.QUEUED, Job.model == job.model, Job.id < job.id
+        )
+    ).one()
+    ahead = (
+        (step_units or 0) * timing.step_s_per_unit + (units or 0) * timing.tail_s_per_unit
+    ) / PIXELS_PER_UNIT
+    running = session.execute(
+        select(Job.expected_finish_at, Job.width, Job.height, Job.num_frames, Job.num_inference_steps).where(
+            Job.status == JobStatus.IN_PROGRESS, Job.model == job.model
+        )
+    ).all()
+    busy = sum(
+        max(0.0, finish.timestamp() - now.timestamp())
+        if finish is not None
+        else timing.run_s(work_units(width, height, frames), steps)
+        for finish, width, height, frames, steps in running
+    )
+    wait = (busy + ahead) / max(1, len(running))
+    own = timing.run_s(work_units(job.width, job.height, job.num_frames), job.num_inference_steps)
+    return math.ceil(wait + own)

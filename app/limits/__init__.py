@@ -1,0 +1,1 @@
+"""Per-key limits: requests per minute, concurrent jobs, and a monthly quota of video seconds."""
