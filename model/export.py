@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import logging
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -16,6 +18,9 @@ from PIL import Image
 from model.watermark import VisibleWatermark
 
 THUMBNAIL_QUALITY = 85
+VIDEO_ENCODERS = ("libx264", "h264_nvenc", "auto")
+
+logger = logging.getLogger(__name__)
 
 
 class ExportError(ValueError):
@@ -46,6 +51,7 @@ def render_mp4(
     on_frame: Callable[[int], None] | None = None,
     crf: int = 23,
     preset: str = "veryfast",
+    encoder: str = "libx264",
 ) -> VideoInfo:
     """Encode (H, W, 3) uint8 frames as they arrive into an H.264/yuv420p MP4 at `path`.
 
@@ -53,10 +59,15 @@ def render_mp4(
     `on_frame(n)` is called after the n-th frame (1-based) is encoded. The file is written next to
     `path` and renamed into place, with the moov atom first (`+faststart`) so players can stream it.
     The thumbnail is a JPEG of frame `thumbnail_index`, or of the last frame for a shorter video.
-    Raises `ExportError` for no frames, an odd or changing size, or frames that are not uint8 RGB.
+    `encoder` is "libx264" (`crf`, `preset`), "h264_nvenc" (the GPU's encoder: constant quality `crf`,
+    its own preset) or "auto" (NVENC when it opens here, else libx264; see `resolve_video_encoder`).
+    Raises `ExportError` for no frames, an odd or changing size, frames that are not uint8 RGB, or
+    "h264_nvenc" on a machine without it.
     """
     if fps < 1:
         raise ExportError(f"fps must be a positive integer; got {fps}")
+    if encoder not in VIDEO_ENCODERS:
+        raise ExportError(f"video encoder must be one of {', '.join(VIDEO_ENCODERS)}; got {encoder!r}")
     path = Path(path)
     partial = _partial_path(path)
     thumbnail_partial = _partial_path(Path(thumbnail_path)) if thumbnail_path is not None else None
@@ -75,7 +86,9 @@ def render_mp4(
             stream: av.VideoStream | None = None
             for frame in frames:
                 if stream is None:
-                    stream = _add_h264_stream(container, frame, fps=fps, crf=crf, preset=preset)
+                    stream = _add_h264_stream(
+                        container, frame, fps=fps, crf=crf, preset=preset, encoder=encoder
+                    )
                 _check_frame(frame, stream.width, stream.height)
                 if watermark is not None:
                     frame = watermark.apply(frame)
@@ -132,22 +145,75 @@ def probe_mp4(path: Path) -> VideoInfo:
     )
 
 
+def resolve_video_encoder(choice: str, width: int = 256, height: int = 256) -> str:
+    """The H.264 encoder that `choice` means for `width`x`height` frames on this machine.
+
+    "auto" is "h264_nvenc" where it opens here at that size, else "libx264".
+
+    Raises `ExportError` for an unknown name, or for "h264_nvenc" where it does not open.
+    """
+    if choice not in VIDEO_ENCODERS:
+        raise ExportError(f"video encoder must be one of {', '.join(VIDEO_ENCODERS)}; got {choice!r}")
+    if choice == "libx264":
+        return choice
+    reason = _nvenc_unavailable_reason(width, height)
+    if reason is None:
+        return "h264_nvenc"
+    if choice == "h264_nvenc":
+        raise ExportError(f"h264_nvenc cannot encode on this machine: {reason}")
+    return "libx264"
+
+
+@functools.cache
+def _nvenc_unavailable_reason(width: int, height: int) -> str | None:
+    """Why NVENC cannot encode `width`x`height` here (None when it can): built in, and it opens.
+
+    PyAV wheels carry h264_nvenc; opening it needs an NVIDIA GPU and driver, and the GPU has a minimum
+    and maximum frame size. Checked once per process and size.
+    """
+    if "h264_nvenc" not in av.codecs_available:
+        return "this PyAV build has no h264_nvenc"
+    try:
+        context = av.CodecContext.create("h264_nvenc", "w")
+        context.width, context.height = width, height
+        context.pix_fmt = "yuv420p"
+        context.time_base = Fraction(1, 25)
+        context.framerate = Fraction(25, 1)
+        context.open()
+    except Exception as exc:  # PyAV raises its own error per errno; any failure means no NVENC
+        logger.info("h264_nvenc does not open here; video_encoder=auto uses libx264 (%s)", exc)
+        return str(exc)
+    return None
+
+
 def _add_h264_stream(
-    container: av.container.OutputContainer, first: np.ndarray, *, fps: int, crf: int, preset: str
+    container: av.container.OutputContainer,
+    first: np.ndarray,
+    *,
+    fps: int,
+    crf: int,
+    preset: str,
+    encoder: str = "libx264",
 ) -> av.VideoStream:
-    """Add the libx264 stream sized from the first frame; time base 1/fps so pts count frames."""
+    """Add the H.264 stream sized from the first frame; time base 1/fps so pts count frames."""
     if first.ndim != 3 or first.shape[2] != 3:
         raise ExportError(f"frames must be (H, W, 3); got shape {first.shape}")
     height, width = first.shape[:2]
     if width % 2 or height % 2:
         raise ExportError(f"yuv420p needs an even width and height; got {width}x{height}")
-    stream = container.add_stream("libx264", rate=fps)
+    codec = resolve_video_encoder(encoder, width, height)
+    stream = container.add_stream(codec, rate=fps)
+    assert isinstance(stream, av.VideoStream)  # an H.264 encoder always makes a video stream
     stream.width = width
     stream.height = height
     stream.pix_fmt = "yuv420p"
     stream.time_base = Fraction(1, fps)
     stream.codec_context.time_base = Fraction(1, fps)
-    stream.options = {"crf": str(crf), "preset": preset}
+    if codec == "h264_nvenc":
+        # NVENC has no crf: variable bit rate at constant quality `cq` (bit-rate cap 0) is its equivalent.
+        stream.options = {"rc": "vbr", "cq": str(crf), "b": "0", "preset": "p4"}
+    else:
+        stream.options = {"crf": str(crf), "preset": preset}
     return stream
 
 

@@ -18,14 +18,17 @@ import torch
 
 # Concrete module paths: mypy cannot see through diffusers' lazy top-level exports.
 from diffusers.models.autoencoders.autoencoder_kl_wan import AutoencoderKLWan, unpatchify
+from diffusers.pipelines.wan.pipeline_wan import WanPipeline
 
-from model.config import GenerationCanceled, GenerationRequest, ModelError, Phase, StepInfo
+from model.config import GenerationCanceled, GenerationRequest, InferenceOptions, ModelError, Phase, StepInfo
+from model.denoise import denoise_wan_cfg_batched
 from model.pipeline import LoadedModel, load_pipeline
+from model.speedups import reset_step_cache
 
 StepCallback = Callable[[StepInfo], None]
 StopCheck = Callable[[], bool]
 
-_loaded: dict[tuple[str, Path], LoadedModel] = {}
+_loaded: dict[tuple[str, Path, InferenceOptions], LoadedModel] = {}
 _loaded_lock = threading.Lock()
 
 
@@ -35,12 +38,14 @@ def default_cache_dir() -> Path:
     return Path(configured).expanduser() if configured else Path.home() / ".cache" / "kinema" / "models"
 
 
-def get_model(model_id: str, cache_dir: Path | None = None) -> LoadedModel:
-    """Load `model_id` once per process (per cache dir) and return the same `LoadedModel` afterwards."""
-    key = (model_id, cache_dir or default_cache_dir())
+def get_model(
+    model_id: str, cache_dir: Path | None = None, options: InferenceOptions | None = None
+) -> LoadedModel:
+    """Load `model_id` once per process (per cache dir and options); later calls return the same model."""
+    key = (model_id, cache_dir or default_cache_dir(), options or InferenceOptions())
     with _loaded_lock:
         if key not in _loaded:
-            _loaded[key] = load_pipeline(model_id, cache_dir=key[1])
+            _loaded[key] = load_pipeline(model_id, cache_dir=key[1], options=key[2])
         return _loaded[key]
 
 
@@ -58,13 +63,15 @@ def generate(
     `on_step` hears every denoising step and every decoded chunk; when `should_stop()` answers True
     (checked after each step and before each chunk) `GenerationCanceled` is raised and no frame follows.
     Raises `ModelError` for a request the model cannot serve. Call `.close()` on the generator to
-    stop early and release the decoder's cache.
+    stop early and release the decoder's cache. The model's `InferenceOptions` apply (`cfg_batch` here,
+    the others since loading); with the step cache on, `model.step_cache_stats` counts this generation.
     """
     if model is None:
         model = get_model(request.model_id)
     _check_request(request, model)
     if should_stop is not None and should_stop():
         raise GenerationCanceled
+    reset_step_cache(model.pipe, model.step_cache_stats)
     try:
         if model.spec.family == "wan" and isinstance(model.pipe.vae, AutoencoderKLWan):
             latents = _denoise(request, model, on_step, should_stop, output_type="latent")
@@ -132,8 +139,22 @@ def _denoise(
     }
     if "frame_rate" in inspect.signature(pipe.__call__).parameters:
         kwargs["frame_rate"] = request.fps  # LTX conditions its positional embedding on the frame rate
+    if _batches_guidance(model, request, output_type):
+        kwargs.pop("output_type")
+        with torch.inference_mode():
+            return denoise_wan_cfg_batched(pipe, **kwargs)
     with torch.inference_mode():
         return pipe(**kwargs).frames
+
+
+def _batches_guidance(model: LoadedModel, request: GenerationRequest, output_type: str) -> bool:
+    """Whether to run the batched-guidance Wan loop: asked for, a Wan pipeline, and guidance on at all."""
+    return (
+        model.options.cfg_batch
+        and isinstance(model.pipe, WanPipeline)
+        and request.guidance_scale > 1.0
+        and output_type == "latent"
+    )
 
 
 def decode_wan_streaming(vae: AutoencoderKLWan, latents: torch.Tensor) -> Generator[torch.Tensor, None, None]:

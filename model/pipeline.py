@@ -10,7 +10,7 @@ import shutil
 import sys
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import diffusers
@@ -25,8 +25,9 @@ from diffusers.schedulers.scheduling_flow_match_euler_discrete import FlowMatchE
 from packaging.version import Version
 from transformers import ByT5Tokenizer, UMT5Config, UMT5EncoderModel
 
-from model.config import ModelError
+from model.config import InferenceOptions, ModelError
 from model.registry import BUILTIN_TINY_WAN, ModelSpec, UnknownModelError, get_spec
+from model.speedups import StepCacheStats, apply_inference_options, resolve_dtype
 
 logger = logging.getLogger(__name__)
 _build_lock = threading.Lock()
@@ -41,12 +42,18 @@ _DTYPE_KWARG = "dtype" if Version(diffusers.__version__) >= Version("0.42") else
 
 @dataclass(slots=True)
 class LoadedModel:
-    """A pipeline ready to run, with the spec it was loaded for and where its weights live."""
+    """A pipeline ready to run, with the spec it was loaded for, where its weights live and its switches.
+
+    `step_cache_stats` counts the step cache's passes and skips for the latest generation (None when
+    the step cache is off).
+    """
 
     pipe: DiffusionPipeline
     spec: ModelSpec
     device: torch.device
     dtype: torch.dtype
+    options: InferenceOptions = field(default_factory=InferenceOptions)
+    step_cache_stats: StepCacheStats | None = None
 
 
 def pick_device_and_dtype() -> tuple[torch.device, torch.dtype]:
@@ -140,15 +147,19 @@ def load_pipeline(
     cache_dir: Path,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
+    options: InferenceOptions | None = None,
 ) -> LoadedModel:
     """Load the pipeline for `model_id` (a built-in id or a local diffusers directory) onto `device`.
 
     `builtin:tiny-wan` is built into `cache_dir/tiny-wan-v1` on first use, then loaded from disk like
-    any other pipeline. Device and dtype default to `pick_device_and_dtype()`. Raises `ModelError`.
+    any other pipeline. The device defaults to `pick_device_and_dtype()`; the dtype to `options.dtype`
+    ("auto": bfloat16 on CUDA, float32 elsewhere). The speed switches in `options` are applied after
+    loading (`model.speedups`). Raises `ModelError`.
     """
-    default_device, default_dtype = pick_device_and_dtype()
+    options = options or InferenceOptions()
+    default_device, _ = pick_device_and_dtype()
     device = torch.device(device) if device is not None else default_device
-    dtype = dtype or (default_dtype if device.type == "cuda" else torch.float32)
+    dtype = dtype or resolve_dtype(options, device)
     try:
         spec = get_spec(model_id)
     except UnknownModelError as exc:
@@ -182,10 +193,13 @@ def load_pipeline(
             f"could not load {spec.pipeline_class} {model_id!r} from {path}: {exc}{hint}"
         ) from exc
     pipe.set_progress_bar_config(disable=True)
+    stats = apply_inference_options(pipe, options, device, dtype)
     if device.type == "cpu":
         _keep_freed_memory_in_process()
-    logger.info("loaded %s (%s) on %s as %s", model_id, spec.pipeline_class, device, dtype)
-    return LoadedModel(pipe=pipe, spec=spec, device=device, dtype=dtype)
+    logger.info("loaded %s (%s) on %s as %s with %s", model_id, spec.pipeline_class, device, dtype, options)
+    return LoadedModel(
+        pipe=pipe, spec=spec, device=device, dtype=dtype, options=options, step_cache_stats=stats
+    )
 
 
 def _keep_freed_memory_in_process() -> None:
