@@ -17,11 +17,17 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from app.api_keys.cli import keys_cli
 from app.config import get_settings
+from app.moderation.cli import moderation_cli
+from app.provenance.certs import ensure_signing_chain
+from app.provenance.cli import certs_cli, verify
 
 cli = typer.Typer(
     help="Kinema: self-hosted video generation.", no_args_is_help=True, pretty_exceptions_enable=False
 )
 cli.add_typer(keys_cli, name="keys")
+cli.add_typer(certs_cli, name="certs")
+cli.add_typer(moderation_cli, name="moderation")
+cli.command()(verify)
 err = Console(stderr=True)
 
 # Exit codes `kinema generate` uses so scripts can tell failures apart.
@@ -166,6 +172,7 @@ def dev(
     settings = get_settings()
     settings.home.mkdir(parents=True, exist_ok=True)
     migrate()
+    ensure_signing_chain(settings)  # `kinema certs init` if there is no signing certificate yet
     key = _dev_key(settings.home)
     workers = [
         subprocess.Popen(worker_command(loglevel="WARNING", queues=("generate",)), start_new_session=True),

@@ -78,6 +78,23 @@ class Settings(BaseSettings):
     events_poll_interval_s: float = Field(default=0.5, gt=0)
     watermark_text: str = "AI-generated"
     watermark_enabled: bool = True
+    watermark_opacity: float = Field(default=0.8, ge=0, le=1)
+    watermark_position: Literal["top-left", "top-right", "bottom-left", "bottom-right"] = "bottom-right"
+    # Text height as a fraction of the frame height.
+    watermark_scale: float = Field(default=0.04, gt=0, le=1)
+    # Moving mark: the label visits the four corners in turn, this many seconds in each; 0: it stays put.
+    watermark_move_interval_s: float = Field(default=0, ge=0)
+    # Invisible watermark: who issued the video (a name; its 16-bit hash goes into every frame).
+    watermark_issuer: str = "kinema"
+    invisible_watermark_enabled: bool = True
+    # C2PA signing: a PEM chain (leaf first) and its private key; empty: a development chain in
+    # $KINEMA_HOME/certs, created on first use (`kinema certs init`).
+    c2pa_cert_path: Path | None = None
+    c2pa_key_path: Path | None = None
+    # A RFC 3161 timestamp authority for the manifest's signature; empty offline.
+    c2pa_tsa_url: str = ""
+    # POST /v1/provenance/verify: the largest upload.
+    verify_max_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
 
     # Per-key limits for keys that set none of their own; 0 means unlimited.
     default_rate_limit_rpm: int = Field(default=600, ge=0)
@@ -94,6 +111,15 @@ class Settings(BaseSettings):
     # The sweeper (Celery beat) runs this often and re-sends deliveries whose task never started.
     webhook_sweep_interval_s: float = Field(default=30, gt=0)
     webhook_redispatch_after_s: float = Field(default=60, gt=0)
+
+    # Content filters (app/moderation): the policy file; empty: the shipped default policy.
+    moderation_policy: str = ""
+    # An external classifier (OpenAI-moderation-like HTTP endpoint) asked after the rules; empty: none.
+    moderation_url: str = ""
+    moderation_api_key: str = ""
+    moderation_timeout_s: float = Field(default=2.0, gt=0)
+    # When the classifier cannot answer: false refuses the request (503), true lets it through.
+    moderation_fail_open: bool = False
 
     @field_validator("webhook_retry_schedule_s", mode="before")
     @classmethod

@@ -39,6 +39,22 @@ class InvalidRequest(APIError):
     code = "invalid_value"
 
 
+class ModerationBlocked(InvalidRequest):
+    """400: the content policy refuses the prompt; the body adds the `categories` it fell in."""
+
+    code = "moderation_blocked"
+
+    def __init__(self, message: str, *, param: str, categories: list[str]) -> None:
+        super().__init__(message, param=param)
+        self.categories = categories
+
+    def body(self) -> dict[str, Any]:
+        """The usual error body plus `categories`."""
+        body = super().body()
+        body["error"]["categories"] = self.categories
+        return body
+
+
 class AuthenticationFailed(APIError):
     status_code = 401
     type = "authentication_error"

@@ -17,6 +17,8 @@ from app.health import router as health_router
 from app.jobs.router import router as jobs_router
 from app.limits.middleware import RateLimitHeadersMiddleware
 from app.limits.router import router as usage_router
+from app.openai_compat.router import router as openai_router
+from app.provenance.router import router as provenance_router
 from app.storage import StorageError
 from app.webhooks.router import router as webhooks_router
 
@@ -97,6 +99,8 @@ def create_app() -> FastAPI:
     app.include_router(webhooks_router)
     app.include_router(usage_router)
     app.include_router(admin_keys_router)
+    app.include_router(openai_router)
+    app.include_router(provenance_router)
     # Rate-limit headers on every authenticated response, error responses included.
     app.add_middleware(RateLimitHeadersMiddleware)
     return app

@@ -7,6 +7,7 @@ from sqlalchemy import pool
 
 import app.api_keys.models
 import app.jobs.models
+import app.moderation.models
 import app.webhooks.models  # noqa: F401
 from app.config import get_settings
 from app.db import Base, make_engine

@@ -35,7 +35,9 @@ class VisibleWatermark:
     opacity: float = 0.8
     position: Corner = "bottom-right"
     scale: float = 0.04
-    _overlays: dict[tuple[int, int], _Overlay] = field(
+    # Moving mark: every `move_every` frames the label goes on to the next corner; 0: it stays put.
+    move_every: int = 0
+    _overlays: dict[tuple[int, int, str], _Overlay] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
 
@@ -49,14 +51,20 @@ class VisibleWatermark:
         if not self.text.strip():
             raise ValueError("watermark text must not be empty")
 
-    def apply(self, frame: np.ndarray) -> np.ndarray:
-        """Return a copy of an (H, W, 3) uint8 frame with the label blended into its corner."""
+    def apply(self, frame: np.ndarray, index: int = 0) -> np.ndarray:
+        """Return a copy of an (H, W, 3) uint8 frame with the label blended into its corner.
+
+        `index` is the frame's number in the video; it picks the corner of a moving mark.
+        """
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             raise ValueError(f"expected an (H, W, 3) uint8 frame; got {frame.shape} {frame.dtype}")
         height, width = frame.shape[:2]
-        overlay = self._overlays.get((height, width))
+        corner: str = self.position
+        if self.move_every > 0:
+            corner = CORNERS[(CORNERS.index(self.position) + index // self.move_every) % len(CORNERS)]
+        overlay = self._overlays.get((height, width, corner))
         if overlay is None:
-            overlay = self._overlays[(height, width)] = self._render(height, width)
+            overlay = self._overlays[(height, width, corner)] = self._render(height, width, corner)
         out = frame.copy()
         h, w = overlay.alpha.shape[:2]
         region = out[overlay.top : overlay.top + h, overlay.left : overlay.left + w]
@@ -65,7 +73,7 @@ class VisibleWatermark:
         region[:] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
         return out
 
-    def _render(self, height: int, width: int) -> _Overlay:
+    def _render(self, height: int, width: int, corner: str) -> _Overlay:
         """Draw the label with Pillow for a frame of this size and place it in the chosen corner."""
         font_size = max(8, round(self.scale * height))
         font = ImageFont.load_default(size=font_size)
@@ -103,7 +111,7 @@ class VisibleWatermark:
         # Tiny frames: clip the label rather than fail; the corner still carries most of it.
         rgba = rgba[: max(1, height - 2 * margin), : max(1, width - 2 * margin)]
         h, w = rgba.shape[:2]
-        top_px = margin if self.position.startswith("top") else height - margin - h
-        left_px = margin if self.position.endswith("left") else width - margin - w
+        top_px = margin if corner.startswith("top") else height - margin - h
+        left_px = margin if corner.endswith("left") else width - margin - w
         alpha = rgba[:, :, 3:4] / 255.0 * self.opacity
         return _Overlay(top=max(0, top_px), left=max(0, left_px), color=rgba[:, :, :3] * alpha, alpha=alpha)

@@ -18,17 +18,18 @@ from app.db import session_scope
 from app.jobs import runs
 from app.jobs.eta import Timing, load_timing, record_timing, work_units
 from app.jobs.live import get_progress_channel
-from app.jobs.models import Job
+from app.jobs.models import Job, spritesheet_key_for
 from app.jobs.states import JobStatus
 from app.storage import StorageError, get_storage
 from model.config import GenerationCanceled, GenerationRequest, ModelError, Phase
 from model.export import render_mp4
 from model.generate import generate
 from model.registry import get_spec
-from model.watermark import VisibleWatermark
+from model.spritesheet import render_spritesheet
 from worker import runtime
 from worker.cancel import CancelWatch
 from worker.progress import Heartbeat, ProgressReporter, RunLost
+from worker.provenance import mark_frames, sign_video
 from worker.timing import RunClock
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class JobSpec:
     seed: int
     num_inference_steps: int
     guidance_scale: float
+    parent_id: str | None
 
     @classmethod
     def from_row(cls, job: Job) -> JobSpec:
@@ -63,6 +65,10 @@ class JobSpec:
     @property
     def thumbnail_key(self) -> str:
         return f"videos/{self.api_key_id}/{self.id}.jpg"
+
+    @property
+    def spritesheet_key(self) -> str:
+        return spritesheet_key_for(self.video_key)
 
 
 def execute(job_id: str) -> runs.ClaimResult:
@@ -180,18 +186,23 @@ def _run(spec: JobSpec, run: runs.Run, settings: Settings, should_stop: Callable
         guidance_scale=spec.guidance_scale,
         model_id=spec.model,
     )
-    watermark = VisibleWatermark(text=settings.watermark_text) if settings.watermark_enabled else None
     frames = generate(request, reporter.on_step, should_stop, model=loaded)
     with tempfile.TemporaryDirectory(prefix="kinema-") as tmp:
         video_path, thumb_path = Path(tmp) / "video.mp4", Path(tmp) / "thumbnail.jpg"
+        sprites_path = Path(tmp) / "sprites.jpg"
         try:
             info = render_mp4(
-                islice(frames, spec.num_frames),
+                mark_frames(
+                    islice(frames, spec.num_frames),
+                    settings,
+                    key_id=spec.api_key_id,
+                    job_id=spec.id,
+                    fps=spec.fps,
+                ),
                 video_path,
                 fps=spec.fps,
                 thumbnail_path=thumb_path,
                 thumbnail_index=spec.num_frames // 2,
-                watermark=watermark,
                 encoder=settings.video_encoder,
             )
         except GenerationCanceled:
@@ -199,12 +210,18 @@ def _run(spec: JobSpec, run: runs.Run, settings: Settings, should_stop: Callable
             raise
         finally:
             frames.close()
+        info = sign_video(
+            video_path, info, settings, job_id=spec.id, model_id=spec.model, parent_id=spec.parent_id
+        )
+        # The /v1/videos `spritesheet` variant: a grid of frames read back from the encoded MP4.
+        render_spritesheet(video_path, info.frames, sprites_path)
         reporter.report(Phase.ENCODING, 1, 1)
         if should_stop():
             raise GenerationCanceled  # the last moment a cancel can keep the output from being stored
         reporter.report(Phase.UPLOADING, 0, 2)
         storage = get_storage()
         storage.put_file(spec.thumbnail_key, thumb_path, "image/jpeg")
+        storage.put_file(spec.spritesheet_key, sprites_path, "image/jpeg")
         reporter.report(Phase.UPLOADING, 1, 2)
         storage.put_file(spec.video_key, video_path, "video/mp4")
     with session_scope() as session:

@@ -41,7 +41,7 @@ def test_overlay_is_rendered_once_per_frame_size() -> None:
     first = mark.apply(frame)
     assert np.array_equal(mark.apply(frame), first)
     mark.apply(np.zeros((120, 200, 3), np.uint8))
-    assert set(mark._overlays) == {(1080, 1920), (120, 200)}
+    assert set(mark._overlays) == {(1080, 1920, "bottom-right"), (120, 200, "bottom-right")}
 
 
 def test_scale_sets_the_label_height() -> None:
