@@ -72,6 +72,16 @@ class Job(Base):
     # A per-request webhook: receives the job's terminal events (migration 0002_webhooks).
     webhook_url: Mapped[str | None] = mapped_column(Text, default=None)
 
+    @property
+    def spritesheet_key(self) -> str | None:
+        """Where the worker stored the spritesheet: beside the video (derived, so no column)."""
+        return spritesheet_key_for(self.video_key) if self.video_key else None
+
+
+def spritesheet_key_for(video_key: str) -> str:
+    """The storage key of a video's spritesheet (a JPEG grid of its frames), next to the MP4."""
+    return video_key.removesuffix(".mp4") + ".sprites.jpg"
+
 
 class IdempotencyKey(Base):
     """An `Idempotency-Key` a caller sent with a submit, and the job it made."""

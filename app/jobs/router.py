@@ -106,7 +106,8 @@ def job_events(
     return EventSourceResponse(events, ping=stream.PING_S)
 
 
-def _download(job: Job, object_key: str | None, media_type: str, filename: str) -> Response:
+def download(job: Job, object_key: str | None, media_type: str, filename: str) -> Response:
+    """The stored object: a redirect to a presigned URL, or the file; 409 until the job succeeded."""
     if job.status != JobStatus.SUCCEEDED or object_key is None:
         raise Conflict(
             f"Job {job.id} has no output yet (status: {job.status}).", param="id", code="output_not_ready"
@@ -130,7 +131,7 @@ def _download(job: Job, object_key: str | None, media_type: str, filename: str) 
 )
 def get_video(job_id: str, key: ReadKey, session: SessionDep) -> Response:
     job = service.get_job(session, key, job_id)
-    return _download(job, job.video_key, "video/mp4", f"{job.id}.mp4")
+    return download(job, job.video_key, "video/mp4", f"{job.id}.mp4")
 
 
 @router.get(
@@ -140,4 +141,4 @@ def get_video(job_id: str, key: ReadKey, session: SessionDep) -> Response:
 )
 def get_thumbnail(job_id: str, key: ReadKey, session: SessionDep) -> Response:
     job = service.get_job(session, key, job_id)
-    return _download(job, job.thumbnail_key, "image/jpeg", f"{job.id}.jpg")
+    return download(job, job.thumbnail_key, "image/jpeg", f"{job.id}.jpg")

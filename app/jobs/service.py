@@ -22,6 +22,7 @@ from app.jobs.parameters import Parameters
 from app.jobs.schemas import JobError, JobOut, JobOutput, JobParameters
 from app.jobs.states import JobStatus, sources_of
 from app.limits.service import admit_job
+from app.moderation import service as moderation
 from app.queue import QueueUnavailable, enqueue_generation
 from app.webhooks import events
 
@@ -72,6 +73,10 @@ def submit(
 
     With `idempotency` the key's row commits with the job; a concurrent duplicate raises IntegrityError.
     """
+    # 400 moderation_blocked (audited) before anything is written; flagged prompts go on, recorded.
+    flagged = moderation.screen(
+        session, key, {"prompt": params.prompt, "negative_prompt": params.negative_prompt}, get_settings()
+    )
     admit_job(session, key, params.duration_s, get_settings())  # 429 over a limit; locks the key till commit
     job = Job(
         id=new_job_id(),
@@ -81,6 +86,7 @@ def submit(
         **{f: v for f, v in asdict(params).items()},
     )
     session.add(job)
+    moderation.record(session, key, flagged, job_id=job.id)
     if idempotency is not None:
         session.flush()  # the job's row first: the key's row points at it
         reserve_key(session, key.id, idempotency, job.id)
@@ -120,17 +126,24 @@ def get_job(session: Session, key: ApiKey, job_id: str) -> Job:
 
 
 def list_jobs(
-    session: Session, key: ApiKey, *, limit: int, after: str | None, status: JobStatus | None
+    session: Session,
+    key: ApiKey,
+    *,
+    limit: int,
+    after: str | None,
+    status: JobStatus | None,
+    oldest_first: bool = False,
 ) -> tuple[list[Job], bool]:
-    """The caller's jobs, newest first, `limit` after the cursor; and whether more follow."""
+    """The caller's jobs, newest (or oldest) first, `limit` after the cursor; and whether more follow."""
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}.", param="limit")
     query = select(Job).where(Job.api_key_id == key.id)
     if status is not None:
         query = query.where(Job.status == status)
     if after:
-        query = query.where(Job.id < after)
-    rows = list(session.scalars(query.order_by(Job.id.desc()).limit(limit + 1)))
+        query = query.where(Job.id > after if oldest_first else Job.id < after)
+    order = Job.id.asc() if oldest_first else Job.id.desc()
+    rows = list(session.scalars(query.order_by(order).limit(limit + 1)))
     return rows[:limit], len(rows) > limit
 
 

@@ -88,7 +88,7 @@ def test_cancel_mid_denoise_then_the_next_job_streams_to_success(live: Service, 
         assert any(name == "progress" for name, _ in events)
         denoising = [job for job in jobs if job["phase"] == "denoising" and job["step"] >= 1]
         assert denoising and all(job["eta_seconds"] is not None for job in denoising)
-        assert len(_s3_keys(live, next_id)) == 2
+        assert len(_s3_keys(live, next_id)) == 3  # MP4, thumbnail, spritesheet
 
         # The job canceled while queued never ran, though its task reached the worker.
         waiting = client.get(f"/jobs/{waiting_id}").json()

@@ -104,4 +104,5 @@ def test_cancel_mid_denoise_stops_stores_nothing_and_the_next_job_runs(
         )
         listing = s3.list_objects_v2(Bucket=settings_env["KINEMA_S3_BUCKET"], Prefix=f"videos/{key_id}/")
         stored = {item["Key"].rsplit("/", 1)[1] for item in listing.get("Contents", [])}
-        assert stored == {f"{next_id}.mp4", f"{next_id}.jpg"}  # nothing of the canceled job
+        # Nothing of the canceled job.
+        assert stored == {f"{next_id}.mp4", f"{next_id}.jpg", f"{next_id}.sprites.jpg"}
