@@ -224,3 +224,16 @@ def client(db_session: Any) -> Iterator[Any]:
     app.dependency_overrides[get_session] = lambda: db_session
     with TestClient(app) as test_client:
         yield test_client
+
+
+def s3_client(env: dict[str, str]) -> Any:
+    """A boto3 S3 client for the deployment whose KINEMA_* settings are `env` (moto's server)."""
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=env["KINEMA_S3_ENDPOINT_URL"],
+        aws_access_key_id=env["KINEMA_S3_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["KINEMA_S3_SECRET_ACCESS_KEY"],
+        region_name="us-east-1",
+    )

@@ -8,9 +8,9 @@ import time
 from datetime import datetime
 from typing import Any
 
-import boto3
 import pytest
 
+from tests.conftest import s3_client
 from tests.e2e.harness import Service
 from tests.jobs.served import read_events
 
@@ -20,13 +20,7 @@ SMALL = {"prompt": "a blue cube", "duration": 2, "resolution": "160x96", "fps": 
 
 
 def _s3_keys(live: Service, job_id: str) -> list[str]:
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=live.env["KINEMA_S3_ENDPOINT_URL"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
+    s3 = s3_client(live.env)
     bucket = live.env["KINEMA_S3_BUCKET"]
     if not any(b["Name"] == bucket for b in s3.list_buckets()["Buckets"]):
         return []

@@ -6,10 +6,10 @@ import hashlib
 import io
 from pathlib import Path
 
-import boto3
 import pytest
 from PIL import Image
 
+from tests.conftest import s3_client
 from tests.e2e.harness import Service, probe_mp4, wait_for_job
 
 pytestmark = pytest.mark.e2e
@@ -63,13 +63,7 @@ def test_generate_poll_download(live: Service, live_key: str, artifacts: Path) -
     assert probe.duration == pytest.approx(2.0, abs=0.01)
     assert probe.codec == "h264" and probe.pix_fmt == "yuv420p"
 
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=live.env["KINEMA_S3_ENDPOINT_URL"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
+    s3 = s3_client(live.env)
     bucket = live.env["KINEMA_S3_BUCKET"]
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="videos/").get("Contents", [])}
     video_keys = {k for k in keys if k.endswith(f"{job_id}.mp4")}

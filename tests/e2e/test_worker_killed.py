@@ -7,9 +7,9 @@ import signal
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
+from tests.conftest import s3_client
 from tests.e2e.harness import Service, probe_mp4, wait_for_job
 
 pytestmark = pytest.mark.e2e
@@ -53,13 +53,7 @@ def test_killed_worker_process_job_finishes_once(live: Service, live_key: str, a
         path.write_bytes(video.content)
     assert probe_mp4(path).frames == job["output"]["frames"] == 16
 
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=live.env["KINEMA_S3_ENDPOINT_URL"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
+    s3 = s3_client(live.env)
     listing = s3.list_objects_v2(Bucket=live.env["KINEMA_S3_BUCKET"], Prefix="videos/")
     assert sum(1 for o in listing.get("Contents", []) if o["Key"].endswith(f"{job_id}.mp4")) == 1
     assert live.processes[0].output().count(f"job {job_id} succeeded") == 1

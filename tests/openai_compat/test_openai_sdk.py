@@ -7,12 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import openai
 import pytest
 from openai import OpenAI
 from PIL import Image
 
+from tests.conftest import s3_client
 from tests.e2e.harness import Service, create_key, probe_mp4
 
 pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore:The Sora API:DeprecationWarning")]
@@ -39,13 +39,7 @@ def finished(sdk: OpenAI, live: Service) -> Any:
 
 
 def _s3_keys(live: Service) -> set[str]:
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=live.env["KINEMA_S3_ENDPOINT_URL"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
+    s3 = s3_client(live.env)
     listing = s3.list_objects_v2(Bucket=live.env["KINEMA_S3_BUCKET"], Prefix="videos/")
     return {o["Key"] for o in listing.get("Contents", [])}
 

@@ -7,7 +7,6 @@ import threading
 import time
 from typing import Any
 
-import boto3
 import pytest
 
 from app.api_keys.models import ApiKey
@@ -15,7 +14,7 @@ from app.db import session_scope
 from app.jobs import cancel
 from app.jobs.models import Job
 from app.jobs.service import new_job_id
-from tests.conftest import clear_caches
+from tests.conftest import clear_caches, s3_client
 from tests.jobs.served import committed_key
 
 
@@ -95,13 +94,7 @@ def test_cancel_mid_denoise_stops_stores_nothing_and_the_next_job_runs(
         after = _row(next_id)
         assert after.status == "succeeded" and after.output_frames == 8
 
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=settings_env["KINEMA_S3_ENDPOINT_URL"],
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            region_name="us-east-1",
-        )
+        s3 = s3_client(settings_env)
         listing = s3.list_objects_v2(Bucket=settings_env["KINEMA_S3_BUCKET"], Prefix=f"videos/{key_id}/")
         stored = {item["Key"].rsplit("/", 1)[1] for item in listing.get("Contents", [])}
         # Nothing of the canceled job.

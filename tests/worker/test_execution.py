@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from app.api_keys import service as keys
@@ -15,7 +14,7 @@ from app.db import session_scope
 from app.jobs.models import Job
 from app.jobs.runs import ClaimResult
 from app.jobs.service import new_job_id
-from tests.conftest import clear_caches, free_port
+from tests.conftest import clear_caches, free_port, s3_client
 from tests.e2e.harness import probe_mp4
 
 
@@ -65,13 +64,7 @@ def test_execute_writes_the_video_and_marks_success(
     row = _row(job_id)
     assert (row.status, row.progress, row.phase, row.attempts) == ("succeeded", 100, "done", 1)
     assert (row.output_frames, row.output_duration_s) == (8, pytest.approx(1.0))
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=settings_env["KINEMA_S3_ENDPOINT_URL"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
+    s3 = s3_client(settings_env)
     path = tmp_path / "v.mp4"
     s3.download_file(settings_env["KINEMA_S3_BUCKET"], row.video_key, str(path))
     assert path.stat().st_size == row.output_bytes
