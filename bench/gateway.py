@@ -61,6 +61,11 @@ SMALL_JOB: dict[str, Any] = {
     "fps": 8,
     "num_inference_steps": 1,
 }
+# A run during which other work used more than this share of the machine is measured again.
+NOISY_SHARE = 0.1
+# One key sends every request: its limits must be checked (that is part of the cost) but never bite.
+RATE_LIMIT_RPM = 100_000_000
+MAX_CONCURRENT_JOBS = 1_000_000
 # kombu's Redis transport keeps priority levels other than 0 in lists named `queue + SEP + level`.
 KOMBU_PRIORITY_SEP = "\x06\x16"
 
@@ -84,6 +89,20 @@ def machine_info() -> dict[str, Any]:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = None  # not a git checkout, or no commit yet
+    try:
+        # The figures are of the working tree, which may hold edits not yet committed.
+        dirty: bool | None = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout.strip()
+        )
+    except (OSError, subprocess.SubprocessError):
+        dirty = None
     versions = {}
     for package in ("fastapi", "starlette", "uvicorn", "sqlalchemy", "psycopg", "celery", "kombu", "httpx"):
         with contextlib.suppress(metadata.PackageNotFoundError):
@@ -94,6 +113,7 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "git_commit": commit,
+        "git_dirty": dirty,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "loadavg_at_start": list(os.getloadavg()),
         "packages": versions,
@@ -184,48 +204,69 @@ def wait_ready(base_url: str, processes: Sequence[Process], timeout: float = 90)
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _proc_stat(pid: int) -> tuple[str, int, float] | None:
-    """(command name, parent pid, CPU seconds used) of a live process, or None."""
+@dataclass(frozen=True, slots=True)
+class ProcCpu:
+    """A process's CPU seconds so far: its own, and its exited children's that it has reaped."""
+
+    group: str
+    own: float
+    reaped: float
+
+
+def _proc_stat(pid: int) -> tuple[str, int, float, float] | None:
+    """(command name, parent pid, own CPU seconds, reaped children's CPU seconds) of a process, or None."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     name = raw[raw.index("(") + 1 : raw.rindex(")")]
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return name, int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    fields = raw[raw.rindex(")") + 2 :].split()  # fields[0] is field 3 of proc(5), the state
+    own = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    reaped = (int(fields[13]) + int(fields[14])) / CLOCK_TICKS
+    return name, int(fields[1]), own, reaped
 
 
-def cpu_by_process(api_pid: int) -> dict[int, tuple[str, float]]:
-    """(group, CPU seconds used so far) of every process of the API (its tree), Postgres, Redis and this
-    load generator, by pid."""
+def cpu_by_process(api_pid: int) -> dict[int, ProcCpu]:
+    """The CPU used so far by every process of the API (its tree), Postgres, Redis and this load
+    generator, by pid."""
     stats = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and (stat := _proc_stat(int(entry.name))) is not None:
             stats[int(entry.name)] = stat
     api_tree = {api_pid}
     for _ in range(4):  # `kinema serve --workers N` forks; children of children are covered by a few passes
-        api_tree |= {pid for pid, (_, ppid, _) in stats.items() if ppid in api_tree}
+        api_tree |= {pid for pid, (_, ppid, _, _) in stats.items() if ppid in api_tree}
     groups = {}
-    for pid, (name, _, seconds) in stats.items():
+    for pid, (name, _, own, reaped) in stats.items():
         if pid in api_tree:
-            groups[pid] = ("api", seconds)
+            groups[pid] = ProcCpu("api", own, reaped)
         elif name == "postgres":
-            groups[pid] = ("postgres", seconds)
+            groups[pid] = ProcCpu("postgres", own, reaped)
         elif name.startswith("redis-server"):
-            groups[pid] = ("redis", seconds)
+            groups[pid] = ProcCpu("redis", own, reaped)
         elif pid == os.getpid():
-            groups[pid] = ("loadgen", seconds)
+            groups[pid] = ProcCpu("loadgen", own, 0.0)
     return groups
 
 
-def cpu_used(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
-    """CPU seconds per group between two snapshots. A process that exited in between is lost from the sum
-    (an underestimate: Postgres backends come and go only when the API's pool overflows)."""
+def cpu_used(before: dict[int, ProcCpu], after: dict[int, ProcCpu]) -> dict[str, float]:
+    """CPU seconds per group between two snapshots.
+
+    A process that exited in between (a Postgres backend when the API's pool overflows) is counted
+    through its parent, which reaped it: the parent's reaped-children time grows by the child's whole
+    life, so the part the first snapshot had already seen is taken off again.
+    """
     totals = {"api": 0.0, "postgres": 0.0, "redis": 0.0, "loadgen": 0.0}
-    for pid, (group, seconds) in after.items():
-        start = before[pid][1] if pid in before else 0.0  # a process born in between started at 0
-        totals[group] += max(seconds - start, 0.0)
-    return totals
+    for pid, now in after.items():
+        then = before.get(pid)
+        if then is None:  # born in between: everything it used is in the window
+            totals[now.group] += now.own + now.reaped
+        else:
+            totals[now.group] += max(now.own - then.own, 0.0) + max(now.reaped - then.reaped, 0.0)
+    for pid, then in before.items():
+        if pid not in after:
+            totals[then.group] -= then.own
+    return {group: max(seconds, 0.0) for group, seconds in totals.items()}
 
 
 def machine_busy() -> tuple[float, float]:
@@ -235,7 +276,7 @@ def machine_busy() -> tuple[float, float]:
     return (sum(values) - idle) / CLOCK_TICKS, sum(values) / CLOCK_TICKS
 
 
-def wait_for_quiet(max_wait_s: float, busy_below: float = 0.25, window_s: float = 3.0) -> float:
+def wait_for_quiet(max_wait_s: float, busy_below: float = 0.2, window_s: float = 3.0) -> float:
     """Wait (at most `max_wait_s`) until the machine is mostly idle; returns the last busy share seen."""
     deadline = time.monotonic() + max_wait_s
     while True:
@@ -295,6 +336,9 @@ class LoadResult:
     cpu_ms_per_request: dict[str, float] = field(default_factory=dict)
     # Busy share of all cores over the measured run (1.0: every core busy all the time).
     machine_busy: float | None = None
+    # Share of all cores used by anything but the benchmark: above NOISY_SHARE the run is retried.
+    other_share: float | None = None
+    attempts: int = 1
 
 
 async def open_loop(
@@ -303,12 +347,14 @@ async def open_loop(
     path: str,
     body: dict[str, Any] | None,
     *,
+    keys: Sequence[str],
     expect: int,
     rate: float,
     duration_s: float,
     drain_timeout_s: float,
 ) -> LoadResult:
-    """Send `rate * duration_s` requests on a fixed schedule; latency counts from each scheduled time."""
+    """Send `rate * duration_s` requests on a fixed schedule, the keys taking turns; latency counts from
+    each request's scheduled time."""
     loop = asyncio.get_running_loop()
     count = max(1, round(rate * duration_s))
     start_at = loop.time() + 0.05
@@ -317,11 +363,13 @@ async def open_loop(
     errors: Counter[str] = Counter()
     last_done = start_at
 
-    async def one(scheduled: float) -> None:
+    async def one(scheduled: float, key: str) -> None:
         nonlocal last_done
         lags.append((loop.time() - scheduled) * 1000)
         try:
-            response = await client.request(method, path, json=body)
+            response = await client.request(
+                method, path, json=body, headers={"Authorization": f"Bearer {key}"}
+            )
         except httpx.HTTPError as exc:
             errors[type(exc).__name__] += 1
             return
@@ -338,7 +386,7 @@ async def open_loop(
         delay = scheduled - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(scheduled)))
+        tasks.append(asyncio.create_task(one(scheduled, keys[i % len(keys)])))
     _, pending = await asyncio.wait(tasks, timeout=drain_timeout_s)
     for task in pending:
         task.cancel()
@@ -363,7 +411,7 @@ async def open_loop(
 
 async def measure(
     base_url: str,
-    key: str,
+    keys: Sequence[str],
     method: str,
     path: str,
     body: dict[str, Any] | None,
@@ -377,23 +425,39 @@ async def measure(
 ) -> LoadResult:
     """A warm-up run (discarded) and then the measured run, on one pooled client."""
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    async with httpx.AsyncClient(
-        base_url=base_url, headers={"Authorization": f"Bearer {key}"}, limits=limits, timeout=10
-    ) as client:
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=10) as client:
         if warmup_s > 0:
             await open_loop(
-                client, method, path, body, expect=expect, rate=rate, duration_s=warmup_s, drain_timeout_s=15
+                client,
+                method,
+                path,
+                body,
+                keys=keys,
+                expect=expect,
+                rate=rate,
+                duration_s=warmup_s,
+                drain_timeout_s=15,
             )
         cpu_before, busy_before = cpu_by_process(api_pid), machine_busy()
         result = await open_loop(
-            client, method, path, body, expect=expect, rate=rate, duration_s=duration_s, drain_timeout_s=30
+            client,
+            method,
+            path,
+            body,
+            keys=keys,
+            expect=expect,
+            rate=rate,
+            duration_s=duration_s,
+            drain_timeout_s=30,
         )
         cpu_after, busy_after = cpu_by_process(api_pid), machine_busy()
     used = cpu_used(cpu_before, cpu_after)
     # Whatever else ran on the machine meanwhile (other people's jobs, the kernel): noise to watch.
     used["other"] = max(busy_after[0] - busy_before[0] - sum(used.values()), 0.0)
     result.cpu_ms_per_request = {group: seconds * 1000 / result.sent for group, seconds in used.items()}
-    result.machine_busy = (busy_after[0] - busy_before[0]) / max(busy_after[1] - busy_before[1], 1e-9)
+    total = max(busy_after[1] - busy_before[1], 1e-9)
+    result.machine_busy = (busy_after[0] - busy_before[0]) / total
+    result.other_share = used["other"] / total
     return result
 
 
@@ -405,21 +469,24 @@ def purge_queue(queue: str) -> int:
     client = redis.Redis.from_url(REDIS_URL)
     try:
         names = [queue, *(f"{queue}{KOMBU_PRIORITY_SEP}{level}" for level in range(10))]
-        pending = sum(int(client.llen(name)) for name in names)  # type: ignore[arg-type]
+        pending = sum(int(client.llen(name)) for name in names)
         client.delete(*names)
         return pending
     finally:
         client.close()
 
 
-def drop_bench_redis_keys(queue: str, job_ids: Sequence[str]) -> None:
-    """Remove the Redis keys only this run made: its queue, its exchange bindings, its jobs' progress."""
+def drop_bench_redis_keys(queue: str, job_ids: Sequence[str], key_ids: Sequence[str]) -> None:
+    """Remove the Redis keys only this run made: its queue, its exchange bindings, its jobs' progress
+    and its API keys' rate-limit windows."""
     client = redis.Redis.from_url(REDIS_URL)
     try:
         purge_queue(queue)
         client.delete(f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
         if job_ids:
             client.delete(*(f"kinema:job:{job_id}:progress" for job_id in job_ids))
+        if key_ids:
+            client.delete(*(f"kinema:ratelimit:{key_id}" for key_id in key_ids))
     finally:
         client.close()
 
@@ -445,6 +512,9 @@ def wait_for_job(
     job: dict[str, Any] = {}
     while time.monotonic() < deadline:
         response = client.get(f"/jobs/{job_id}")
+        if response.status_code == 429:  # a rate limit after all: wait as told
+            time.sleep(min(float(response.headers.get("retry-after", 1)), 5))
+            continue
         response.raise_for_status()
         job = response.json()
         if job["status"] in ("succeeded", "failed", "canceled"):
@@ -548,6 +618,7 @@ def load_table(results: Sequence[LoadResult]) -> str:
         "send lag p99",
         "cpu ms/req: api/pg/loadgen/other",
         "busy",
+        "other",
     ]
     rows = [
         [
@@ -563,6 +634,7 @@ def load_table(results: Sequence[LoadResult]) -> str:
             fmt(r.send_lag_p99_ms),
             "/".join(fmt(r.cpu_ms_per_request.get(g)) for g in ("api", "postgres", "loadgen", "other")),
             "-" if r.machine_busy is None else f"{r.machine_busy:.0%}",
+            "-" if r.other_share is None else f"{r.other_share:.0%}",
         ]
         for r in results
     ]
@@ -606,13 +678,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--quiet-wait",
         type=float,
         default=120.0,
-        help="Seconds to wait at most for other work on the machine to stop before measuring (default 120).",
+        help="Seconds to wait at most, before each measure, for other work to stop (default 120).",
+    )
+    parser.add_argument(
+        "--keys", type=int, default=1, help="API keys the load takes turns with (default 1: one client)."
+    )
+    parser.add_argument(
+        "--attempts", type=int, default=3, help="Runs at most per measure while the machine is noisy."
     )
     parser.add_argument("--output", type=Path, default=RESULTS / "gateway.json", help="Where the JSON goes.")
     args = parser.parse_args(argv)
     args.rates = [float(r) for r in str(args.rates).split(",") if r.strip()]
     if not args.rates or any(r <= 0 or r > 2000 for r in args.rates):
         parser.error("--rates: positive numbers up to 2000")
+    if not 1 <= args.keys <= 100:
+        parser.error("--keys must be between 1 and 100")
     if not 0 < args.duration <= 120 or not 0 <= args.warmup <= 60:
         parser.error("--duration must be in (0, 120] and --warmup in [0, 60]")
     return args
@@ -634,6 +714,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     database_url = f"{admin_base}/{db_name}"
     processes: list[Process] = []
     pickup_ids: list[str] = []
+    keys: list[str] = []
+    key_ids: list[str] = []
     db_created = False
     with tempfile.TemporaryDirectory(prefix="kinema-bench-") as tmp:
         home = Path(tmp)
@@ -645,6 +727,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             KINEMA_QUEUE_NAME=queue,
             KINEMA_STORAGE_BACKEND="local",
             KINEMA_HOME=str(home),
+            # Per-key limits stay in the request path, set far above what one benchmark key sends.
+            KINEMA_DEFAULT_RATE_LIMIT_RPM=str(RATE_LIMIT_RPM),
+            KINEMA_DEFAULT_MAX_CONCURRENT_JOBS=str(MAX_CONCURRENT_JOBS),
             PYTHONUNBUFFERED="1",
         )
         try:
@@ -652,7 +737,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 conn.execute(f'CREATE DATABASE "{db_name}"')
             db_created = True
             kinema(["migrate"], env)
-            key = json.loads(kinema(["keys", "create", "--name", "bench", "--json"], env))["key"]
+            for i in range(args.keys):
+                name = "bench" if args.keys == 1 else f"bench-{i}"
+                created = json.loads(kinema(["keys", "create", "--name", name, "--json"], env))
+                keys.append(created["key"])
+                key_ids.append(created["id"])
+            key = keys[0]
             port = free_port()
             base_url = f"http://127.0.0.1:{port}"
             api = start(
@@ -679,30 +769,44 @@ def main(argv: Sequence[str] | None = None) -> int:
                     ("GET", "/healthz", None, 200),
                     ("POST", "/generate", SMALL_JOB, 202),
                 ):
-                    print(
-                        f"{method} {path} at {rate:g}/s for {args.warmup:g}+{args.duration:g} s ...",
-                        file=sys.stderr,
-                    )
-                    result = asyncio.run(
-                        measure(
-                            base_url,
-                            key,
-                            method,
-                            path,
-                            body,
-                            expect=expect,
-                            rate=rate,
-                            warmup_s=args.warmup,
-                            duration_s=args.duration,
-                            connections=args.connections,
-                            api_pid=api.popen.pid,
+                    best: LoadResult | None = None
+                    for attempt in range(1, args.attempts + 1):
+                        wait_for_quiet(args.quiet_wait)
+                        print(
+                            f"{method} {path} at {rate:g}/s for {args.warmup:g}+{args.duration:g} s "
+                            f"(attempt {attempt}) ...",
+                            file=sys.stderr,
                         )
-                    )
-                    api.check_alive()
-                    load.append(result)
-                # Each rate starts with an empty backlog (queue_position counts queued rows).
-                purged += purge_queue(queue)
-                canceled += cancel_queued(database_url)
+                        result = asyncio.run(
+                            measure(
+                                base_url,
+                                keys,
+                                method,
+                                path,
+                                body,
+                                expect=expect,
+                                rate=rate,
+                                warmup_s=args.warmup,
+                                duration_s=args.duration,
+                                connections=args.connections,
+                                api_pid=api.popen.pid,
+                            )
+                        )
+                        api.check_alive()
+                        # Every attempt starts with an empty backlog (the submit counts the key's jobs).
+                        purged += purge_queue(queue)
+                        canceled += cancel_queued(database_url)
+                        result.attempts = attempt
+                        if best is None or (result.other_share or 0) < (best.other_share or 0):
+                            best = result
+                        if (result.other_share or 0) <= NOISY_SHARE:
+                            break
+                        print(
+                            f"  other work used {result.other_share:.0%} of the machine: again",
+                            file=sys.stderr,
+                        )
+                    assert best is not None
+                    load.append(best)
 
             pickup = None
             if args.pickup_jobs > 0:
@@ -725,7 +829,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             for process in reversed(processes):
                 process.stop()
-            drop_bench_redis_keys(queue, pickup_ids)
+            drop_bench_redis_keys(queue, pickup_ids, key_ids)
             if db_created:
                 with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
                     conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
@@ -753,7 +857,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(
         f"Kinema gateway on {machine['cpu_count']} x {machine['cpu_model']}, Python {machine['python']}, "
-        f"{args.server_workers} API process(es); open loop, "
+        f"{args.server_workers} API process(es), {args.keys} key(s); open loop, "
         f"{args.warmup:g} s warm-up + {args.duration:g} s per rate"
     )
     print(load_table(load))
@@ -776,7 +880,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "duration_s": args.duration,
             "connections": args.connections,
             "server_workers": args.server_workers,
+            "keys": args.keys,
             "generate_body": SMALL_JOB,
+            "key_limits": {"rate_limit_rpm": RATE_LIMIT_RPM, "max_concurrent_jobs": MAX_CONCURRENT_JOBS},
             "latency_from": "scheduled send time (open loop)",
         },
         "load": [{k: v for k, v in asdict(r).items() if k != "latencies_ms"} for r in load],
