@@ -12,39 +12,9 @@ import pytest
 from app.api_keys.models import ApiKey
 from app.db import session_scope
 from app.jobs import cancel
-from app.jobs.models import Job
-from app.jobs.service import new_job_id
 from tests.conftest import clear_caches, s3_client
 from tests.jobs.served import committed_key
-
-
-def _add_job(key_id: str, **values: Any) -> str:
-    fields: dict[str, Any] = {
-        "id": new_job_id(),
-        "api_key_id": key_id,
-        "model": "builtin:tiny-wan",
-        "prompt": "a red ball",
-        "duration_s": 1.0,
-        "width": 96,
-        "height": 64,
-        "fps": 8,
-        "num_frames": 8,
-        "seed": 5,
-        "num_inference_steps": 3,
-        "guidance_scale": 5.0,
-        **values,
-    }
-    with session_scope() as session:
-        session.add(Job(**fields))
-        session.commit()
-    return str(fields["id"])
-
-
-def _row(job_id: str) -> Job:
-    with session_scope() as session:
-        row = session.get(Job, job_id)
-        assert row is not None
-        return row
+from tests.worker.committed import add_job, job_row
 
 
 @pytest.fixture
@@ -59,13 +29,13 @@ def test_cancel_mid_denoise_stops_stores_nothing_and_the_next_job_runs(
     from worker.execution import execute
 
     with committed_key("worker-cancel") as (key_id, _):
-        long_id = _add_job(key_id, num_inference_steps=400)
+        long_id = add_job(key_id, num_inference_steps=400)
         asked: dict[str, Any] = {}
 
         def cancel_once_denoising() -> None:
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
-                row = _row(long_id)
+                row = job_row(long_id)
                 if row.phase == "denoising" and row.step >= 1:
                     with session_scope() as session:
                         key = session.get(ApiKey, key_id)
@@ -81,7 +51,7 @@ def test_cancel_mid_denoise_stops_stores_nothing_and_the_next_job_runs(
         canceler.join(timeout=10)
 
         assert asked.get("status") == "in_progress", asked
-        row = _row(long_id)
+        row = job_row(long_id)
         assert row.status == "canceled" and row.video_key is None and row.output_bytes is None
         assert row.phase == "denoising" and row.step < 400
         assert row.cancel_requested_at is not None and row.finished_at is not None
@@ -89,9 +59,9 @@ def test_cancel_mid_denoise_stops_stores_nothing_and_the_next_job_runs(
         assert (row.finished_at - row.cancel_requested_at).total_seconds() < 2.0
 
         # The same worker process takes the next job and finishes it.
-        next_id = _add_job(key_id)
+        next_id = add_job(key_id)
         execute(next_id)
-        after = _row(next_id)
+        after = job_row(next_id)
         assert after.status == "succeeded" and after.output_frames == 8
 
         s3 = s3_client(settings_env)

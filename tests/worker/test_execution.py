@@ -11,11 +11,10 @@ import pytest
 
 from app.api_keys import service as keys
 from app.db import session_scope
-from app.jobs.models import Job
 from app.jobs.runs import ClaimResult
-from app.jobs.service import new_job_id
 from tests.conftest import clear_caches, free_port, s3_client
 from tests.e2e.harness import probe_mp4
+from tests.worker.committed import add_job, job_row
 
 
 @pytest.fixture
@@ -24,34 +23,10 @@ def committed_job(settings_env: dict[str, str]) -> Iterator[Any]:
 
     def make(**values: Any) -> str:
         with session_scope() as session:
-            key = keys.create_key(session, "worker-test").row
-            fields: dict[str, Any] = {
-                "id": new_job_id(),
-                "api_key_id": key.id,
-                "model": "builtin:tiny-wan",
-                "prompt": "a red ball",
-                "duration_s": 1.0,
-                "width": 96,
-                "height": 64,
-                "fps": 8,
-                "num_frames": 8,
-                "seed": 5,
-                "num_inference_steps": 3,
-                "guidance_scale": 5.0,
-            }
-            fields.update(values)
-            session.add(Job(**fields))
-            session.commit()
-            return str(fields["id"])
+            key_id = keys.create_key(session, "worker-test").row.id
+        return add_job(key_id, **values)
 
     yield make
-
-
-def _row(job_id: str) -> Job:
-    with session_scope() as session:
-        row = session.get(Job, job_id)
-        assert row is not None
-        return row
 
 
 def test_execute_writes_the_video_and_marks_success(
@@ -61,7 +36,7 @@ def test_execute_writes_the_video_and_marks_success(
 
     job_id = committed_job()
     assert execute(job_id) is ClaimResult.CLAIMED
-    row = _row(job_id)
+    row = job_row(job_id)
     assert (row.status, row.progress, row.phase, row.attempts) == ("succeeded", 100, "done", 1)
     assert (row.output_frames, row.output_duration_s) == (8, pytest.approx(1.0))
     s3 = s3_client(settings_env)
@@ -87,7 +62,7 @@ def test_storage_down_fails_the_job_with_storage_unavailable(
     monkeypatch.setenv("KINEMA_S3_CREATE_BUCKET", "false")
     clear_caches()
     execute(job_id)
-    row = _row(job_id)
+    row = job_row(job_id)
     assert row.status == "failed" and row.error_code == "storage_unavailable"
     assert row.video_key is None
 
@@ -100,6 +75,6 @@ def test_model_that_cannot_load_fails_the_job(committed_job: Any, tmp_path: Path
     (broken / "model_index.json").write_text('{"_class_name": "WanPipeline"}')
     job_id = committed_job(model=str(broken))
     execute(job_id)
-    row = _row(job_id)
+    row = job_row(job_id)
     assert row.status == "failed" and row.error_code == "generation_failed"
     assert row.error_message
