@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
-import platform
 import signal
 import socket
 import subprocess
@@ -34,8 +32,6 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +40,11 @@ import psycopg
 import redis
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: find the bench package
+from bench.machine import CLOCK_TICKS, machine_busy, machine_info, table, wait_for_quiet  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results"
+PACKAGES = ("fastapi", "starlette", "uvicorn", "sqlalchemy", "psycopg", "celery", "kombu", "httpx")
 KINEMA = str(Path(sys.executable).with_name("kinema"))
 POSTGRES_ADMIN_URL = os.environ.get(
     "KINEMA_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -71,53 +71,6 @@ KOMBU_PRIORITY_SEP = "\x06\x16"
 
 
 # ---------------------------------------------------------------------------------------------- machine
-
-
-def machine_info() -> dict[str, Any]:
-    """What the figures were measured on, and when."""
-    cpu_model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        commit: str | None = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = None  # not a git checkout, or no commit yet
-    try:
-        # The figures are of the working tree, which may hold edits not yet committed.
-        dirty: bool | None = bool(
-            subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no"],
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                timeout=10,
-                check=True,
-            ).stdout.strip()
-        )
-    except (OSError, subprocess.SubprocessError):
-        dirty = None
-    versions = {}
-    for package in ("fastapi", "starlette", "uvicorn", "sqlalchemy", "psycopg", "celery", "kombu", "httpx"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            versions[package] = metadata.version(package)
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpu_model": cpu_model,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "git_commit": commit,
-        "git_dirty": dirty,
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "loadavg_at_start": list(os.getloadavg()),
-        "packages": versions,
-    }
 
 
 # -------------------------------------------------------------------------------------------- processes
@@ -201,8 +154,6 @@ def wait_ready(base_url: str, processes: Sequence[Process], timeout: float = 90)
 
 # ------------------------------------------------------------------------------------------ cpu account
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
 
 @dataclass(frozen=True, slots=True)
 class ProcCpu:
@@ -267,26 +218,6 @@ def cpu_used(before: dict[int, ProcCpu], after: dict[int, ProcCpu]) -> dict[str,
         if pid not in after:
             totals[then.group] -= then.own
     return {group: max(seconds, 0.0) for group, seconds in totals.items()}
-
-
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = values[3] + values[4]  # idle + iowait
-    return (sum(values) - idle) / CLOCK_TICKS, sum(values) / CLOCK_TICKS
-
-
-def wait_for_quiet(max_wait_s: float, busy_below: float = 0.2, window_s: float = 3.0) -> float:
-    """Wait (at most `max_wait_s`) until the machine is mostly idle; returns the last busy share seen."""
-    deadline = time.monotonic() + max_wait_s
-    while True:
-        busy0, total0 = machine_busy()
-        time.sleep(window_s)
-        busy1, total1 = machine_busy()
-        busy = (busy1 - busy0) / max(total1 - total0, 1e-9)
-        if busy < busy_below or time.monotonic() >= deadline:
-            return busy
-        print(f"machine {busy:.0%} busy with other work; waiting for it to quieten ...", file=sys.stderr)
 
 
 # ------------------------------------------------------------------------------------------- statistics
@@ -586,24 +517,6 @@ def fmt(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A plain-text table, numbers right-aligned."""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    lines = [
-        "  ".join(
-            h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(headers, widths, strict=True))
-        )
-    ]
-    lines.append("  ".join("-" * w for w in widths))
-    for row in rows:
-        lines.append(
-            "  ".join(
-                c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
-    return "\n".join(lines)
-
-
 def load_table(results: Sequence[LoadResult]) -> str:
     headers = [
         "endpoint",
@@ -705,7 +618,7 @@ def _terminate(signum: int, _frame: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
-    machine = machine_info()
+    machine = machine_info(PACKAGES)
     machine["busy_before_start"] = wait_for_quiet(args.quiet_wait)
     suffix = uuid.uuid4().hex[:10]
     db_name = f"kinema_bench_{suffix}"
