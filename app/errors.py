@@ -55,6 +55,22 @@ class ModerationBlocked(InvalidRequest):
         return body
 
 
+class InputTooLarge(APIError):
+    """413: an uploaded or fetched input is over a byte, pixel, duration or resolution limit."""
+
+    status_code = 413
+    type = "invalid_request_error"
+    code = "input_too_large"
+
+
+class UnsupportedMediaType(APIError):
+    """415: an input whose content is not one of the accepted formats (whatever its name says)."""
+
+    status_code = 415
+    type = "invalid_request_error"
+    code = "unsupported_media_type"
+
+
 class AuthenticationFailed(APIError):
     status_code = 401
     type = "authentication_error"
@@ -116,3 +132,19 @@ class ServiceUnavailable(APIError):
     status_code = 503
     type = "server_error"
     code = "service_unavailable"
+
+
+class RequestTimeout(APIError):
+    """408: the request body did not arrive in time (a stalled or deliberately slow upload)."""
+
+    status_code = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+
+class HeadersTooLarge(APIError):
+    """431: the request's header lines are over KINEMA_MAX_HEADER_BYTES together."""
+
+    status_code = 431
+    type = "invalid_request_error"
+    code = "headers_too_large"

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def delete_job(session: Session, key: ApiKey, job_id: str, *, lease_s: float) -> str:
-    """Delete the caller's job and its outputs; returns its id. Another key's job is a 404.
+    """Delete the caller's job, its outputs and its input; returns its id. Another key's job is a 404.
 
     A queued or running job is canceled first (a running worker stops at its next step and stores
     nothing). The files go before the row, so a failed storage call leaves a job that can be deleted again.
@@ -27,7 +27,7 @@ def delete_job(session: Session, key: ApiKey, job_id: str, *, lease_s: float) ->
     if JobStatus(job.status) not in TERMINAL:
         job = cancel.cancel(session, key, job_id, lease_s=lease_s)
     storage = get_storage()
-    for object_key in (job.video_key, job.thumbnail_key, job.spritesheet_key):
+    for object_key in (job.video_key, job.thumbnail_key, job.spritesheet_key, job.input_key):
         if object_key:
             storage.delete(object_key)
     # The idempotency keys that point at it go with it (ON DELETE CASCADE).

@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from app.config import Settings
 from app.errors import InvalidRequest
-from app.jobs.schemas import GenerateRequest
+from app.jobs.schemas import GenerateRequest, GenerationOptions
+from app.served_models import is_served, served_paths, served_spec
 from app.webhooks.targets import checked_url
-from model.registry import ModelSpec, UnknownModelError, get_spec
+from model.registry import EDIT, EXTEND, IMAGE, TEXT, ModelSpec, UnknownModelError
 
 # (resolution, aspect ratio) -> (width, height); every side a multiple of 8 for H.264's 4:2:0 chroma.
 PRESETS: dict[tuple[str, str], tuple[int, int]] = {
@@ -36,6 +38,30 @@ _WXH = re.compile(r"^(\d{1,5})x(\d{1,5})$")
 
 
 @dataclass(frozen=True, slots=True)
+class Options:
+    """What every mode resolves the same way: the model, the prompts and the sampler settings."""
+
+    model: str
+    prompt: str
+    negative_prompt: str
+    seed: int
+    num_inference_steps: int
+    guidance_scale: float
+    webhook_url: str | None  # receives the job's terminal events
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """The delivered video's frame size, rate and length."""
+
+    width: int
+    height: int
+    fps: int
+    num_frames: int  # frames in the delivered video
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class Parameters:
     """A fully resolved generation: what the job row stores and the worker runs."""
 
@@ -46,24 +72,34 @@ class Parameters:
     width: int
     height: int
     fps: int
-    num_frames: int  # frames in the delivered video
+    num_frames: int  # frames in the delivered video (for extend: the new part only)
     seed: int
     num_inference_steps: int
     guidance_scale: float
     webhook_url: str | None = None  # receives the job's terminal events
+    kind: str = "text"  # text, image, extend, edit, remix
+    parent_id: str | None = None  # the finished job an extend, edit or remix starts from
+    input_key: str | None = None  # the stored input image or video
+    input_type: str | None = None  # "image" or "video"
+    strength: float | None = None  # edit and remix: how much of the source is re-noised
+
+
+# The pipeline mode (model/registry.py) each job kind runs.
+MODE_OF_KIND = {"text": TEXT, "image": IMAGE, "extend": EXTEND, "edit": EDIT, "remix": EDIT}
 
 
 def model_spec(model_id: str | None, settings: Settings) -> ModelSpec:
     """The spec of the requested model, which must be one this deployment serves."""
     wanted = model_id or settings.model_id
-    if wanted != settings.model_id:
+    if not is_served(wanted, settings):
+        available = ", ".join(repr(served) for served in served_paths(settings))
         raise InvalidRequest(
-            f"Model {wanted!r} is not served here; available: {settings.model_id!r}.",
+            f"Model {wanted!r} is not served here; available: {available}.",
             param="model",
             code="model_not_found",
         )
     try:
-        return get_spec(wanted)
+        return served_spec(wanted, settings)
     except UnknownModelError as exc:
         raise InvalidRequest(str(exc), param="model", code="model_not_found") from exc
 
@@ -108,8 +144,23 @@ def resolve_size(
     return width, height
 
 
-def resolve(body: GenerateRequest, settings: Settings) -> Parameters:
-    """Every default filled in and every limit checked; raises InvalidRequest naming the field."""
+def check_mode(spec: ModelSpec, kind: str, *, param: str | None) -> None:
+    """A 400 naming `param` unless the model can make this kind of job."""
+    if MODE_OF_KIND[kind] not in spec.modes:
+        raise InvalidRequest(
+            f"{spec.id} cannot make {kind} jobs; it makes: {', '.join(spec.modes)}.",
+            param=param,
+            code="unsupported_mode",
+        )
+
+
+def max_duration_s(spec: ModelSpec, fps: int, settings: Settings) -> float:
+    """The longest whole video: KINEMA_MAX_DURATION_S, or less where the model cannot chain segments."""
+    return min(float(settings.max_duration_s), spec.max_total_duration_s(fps))
+
+
+def resolve_options(body: GenerationOptions, spec: ModelSpec, settings: Settings) -> Options:
+    """The prompts and sampler settings, defaults filled in; raises InvalidRequest naming the field."""
     prompt = body.prompt.strip()
     if not prompt:
         raise InvalidRequest("prompt must not be empty.", param="prompt", code="missing_field")
@@ -123,12 +174,32 @@ def resolve(body: GenerateRequest, settings: Settings) -> Parameters:
             f"negative_prompt is longer than {settings.max_prompt_length} characters.",
             param="negative_prompt",
         )
-    spec = model_spec(body.model, settings)
+    steps = body.num_inference_steps if body.num_inference_steps is not None else spec.default_steps
+    if steps > settings.max_steps:
+        raise InvalidRequest(
+            f"num_inference_steps must be at most {settings.max_steps}.", param="num_inference_steps"
+        )
+    return Options(
+        model=spec.id,
+        prompt=prompt,
+        negative_prompt=negative,
+        seed=body.seed if body.seed is not None else secrets.randbelow(2**32),
+        num_inference_steps=steps,
+        guidance_scale=body.guidance_scale if body.guidance_scale is not None else spec.default_guidance,
+        webhook_url=(
+            None if body.webhook_url is None else checked_url(body.webhook_url, settings, param="webhook_url")
+        ),
+    )
+
+
+def resolve_shape(body: GenerateRequest, spec: ModelSpec, settings: Settings) -> Shape:
+    """The requested size, frame rate and length, within the deployment's and the model's limits."""
     width, height = resolve_size(body.resolution, body.aspect_ratio, spec, settings)
     fps = body.fps if body.fps is not None else spec.default_fps
     if fps > settings.max_fps:
         raise InvalidRequest(f"fps must be at most {settings.max_fps}.", param="fps")
-    max_duration = min(float(settings.max_duration_s), spec.max_duration_s(fps))
+    # The whole video, however many passes of the model it takes (the worker chains segments).
+    max_duration = max_duration_s(spec, fps, settings)
     if body.duration > max_duration:
         raise InvalidRequest(
             f"duration {body.duration:g} s is over the limit of {max_duration:g} s "
@@ -137,24 +208,33 @@ def resolve(body: GenerateRequest, settings: Settings) -> Parameters:
         )
     # The video holds exactly duration x fps frames; the model may make a few more (its 4k+1 rule).
     num_frames = max(1, round(body.duration * fps))
-    steps = body.num_inference_steps if body.num_inference_steps is not None else spec.default_steps
-    if steps > settings.max_steps:
-        raise InvalidRequest(
-            f"num_inference_steps must be at most {settings.max_steps}.", param="num_inference_steps"
-        )
+    return Shape(width=width, height=height, fps=fps, num_frames=num_frames, duration_s=float(body.duration))
+
+
+def combine(options: Options, shape: Shape, **mode: Any) -> Parameters:
+    """The job's parameters: the options, the shape, and the mode's fields (kind, parent_id, input...)."""
     return Parameters(
-        model=spec.id,
-        prompt=prompt,
-        negative_prompt=negative,
-        duration_s=float(body.duration),
-        width=width,
-        height=height,
-        fps=fps,
-        num_frames=num_frames,
-        seed=body.seed if body.seed is not None else secrets.randbelow(2**32),
-        num_inference_steps=steps,
-        guidance_scale=body.guidance_scale if body.guidance_scale is not None else spec.default_guidance,
-        webhook_url=(
-            None if body.webhook_url is None else checked_url(body.webhook_url, settings, param="webhook_url")
-        ),
+        model=options.model,
+        prompt=options.prompt,
+        negative_prompt=options.negative_prompt,
+        duration_s=shape.duration_s,
+        width=shape.width,
+        height=shape.height,
+        fps=shape.fps,
+        num_frames=shape.num_frames,
+        seed=options.seed,
+        num_inference_steps=options.num_inference_steps,
+        guidance_scale=options.guidance_scale,
+        webhook_url=options.webhook_url,
+        **mode,
     )
+
+
+def resolve(body: GenerateRequest, settings: Settings) -> Parameters:
+    """Text to video, defaults filled in and every limit checked; raises InvalidRequest naming the field."""
+    spec = model_spec(body.model, settings)
+    options = resolve_options(body, spec, settings)
+    check_mode(spec, "text", param="model")
+    if body.strength is not None:
+        raise InvalidRequest("strength applies to edits: send a video with it.", param="strength")
+    return combine(options, resolve_shape(body, spec, settings))

@@ -10,12 +10,29 @@ from pydantic import BaseModel, ConfigDict, Field
 AspectRatio = Literal["16:9", "9:16", "1:1", "4:3", "3:4"]
 
 
-class GenerateRequest(BaseModel):
-    """POST /generate. Limits that depend on the deployment or the model are checked by the service."""
+class GenerationOptions(BaseModel):
+    """The fields every way of making a video shares (generate, extend, remix)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
     prompt: str = Field(description="What the video shows (1 to KINEMA_MAX_PROMPT_LENGTH characters).")
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1, description="Random seed; random if omitted.")
+    num_inference_steps: int | None = Field(default=None, ge=1, description="Denoising steps.")
+    guidance_scale: float | None = Field(default=None, ge=0, le=30, description="Classifier-free guidance.")
+    negative_prompt: str | None = Field(default=None, description="What the video should not show.")
+    webhook_url: str | None = Field(
+        default=None,
+        description="Receives this job's `video.completed`, `video.failed` and `video.canceled` events, "
+        "signed with the secret from GET /v1/webhooks/default/secret.",
+    )
+
+
+class GenerateRequest(GenerationOptions):
+    """POST /generate. Limits that depend on the deployment or the model are checked by the service.
+
+    As JSON, or as a multipart form with the same fields and a file part `image` or `video`.
+    """
+
     duration: float = Field(default=4, gt=0, description="Length in seconds.")
     resolution: str | None = Field(
         default=None, description="`480p`, `720p`, `1080p`, or `WxH` (multiples of 8). Default: the model's."
@@ -24,15 +41,32 @@ class GenerateRequest(BaseModel):
         default=None, description="With a preset resolution; default 16:9."
     )
     fps: int | None = Field(default=None, ge=1, description="Frames per second. Default: the model's.")
-    seed: int | None = Field(default=None, ge=0, le=2**32 - 1, description="Random seed; random if omitted.")
-    num_inference_steps: int | None = Field(default=None, ge=1, description="Denoising steps.")
-    guidance_scale: float | None = Field(default=None, ge=0, le=30, description="Classifier-free guidance.")
-    negative_prompt: str | None = Field(default=None, description="What the video should not show.")
     model: str | None = Field(default=None, description="Model id; default: the deployment's model.")
-    webhook_url: str | None = Field(
+    image_url: str | None = Field(
+        default=None, description="Image to video: an http(s) URL of the first frame (PNG, JPEG or WebP)."
+    )
+    video_url: str | None = Field(
+        default=None, description="Edit: an http(s) URL of the source video (MP4, MOV or WebM)."
+    )
+    strength: float | None = Field(
         default=None,
-        description="Receives this job's `video.completed`, `video.failed` and `video.canceled` events, "
-        "signed with the secret from GET /v1/webhooks/default/secret.",
+        gt=0,
+        le=1,
+        description="With a video: how much of the source is re-noised (default 0.6).",
+    )
+
+
+class ExtendRequest(GenerationOptions):
+    """POST /jobs/{id}/extend: continue a finished video."""
+
+    duration: float = Field(default=4, gt=0, description="Seconds to add.")
+
+
+class RemixRequest(GenerationOptions):
+    """POST /jobs/{id}/remix: the finished video again, with a new prompt."""
+
+    strength: float | None = Field(
+        default=None, gt=0, le=1, description="How much of the source is re-noised (default 0.6)."
     )
 
 
@@ -68,6 +102,12 @@ class JobOutput(BaseModel):
     sha256: str
 
 
+class JobInput(BaseModel):
+    """The job's uploaded or fetched input."""
+
+    type: Literal["image", "video"]
+
+
 class JobOut(BaseModel):
     id: str
     object: Literal["job"] = "job"
@@ -81,7 +121,10 @@ class JobOut(BaseModel):
         default=None, description="Estimated seconds until it finishes (queued or running); null: unknown."
     )
     model: str
-    kind: str
+    kind: Literal["text", "image", "extend", "edit", "remix"]
+    parent_id: str | None = Field(default=None, description="The job this one extends, edits or remixes.")
+    input: JobInput | None = Field(default=None, description="The image or video it was given, if any.")
+    strength: float | None = Field(default=None, description="Edit and remix: how much was re-noised.")
     parameters: JobParameters
     attempts: int
     created_at: datetime

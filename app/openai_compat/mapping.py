@@ -54,6 +54,7 @@ def to_video(job: JobOut) -> Video:
         prompt=job.parameters.prompt,
         size=f"{job.parameters.width}x{job.parameters.height}",
         seconds=format_seconds(job.parameters.duration),
+        remixed_from_video_id=job.parent_id if job.kind == "remix" else None,
         error=error,
     )
 

@@ -10,8 +10,30 @@ VideoStatus = Literal["queued", "in_progress", "completed", "failed"]
 Variant = Literal["video", "thumbnail", "spritesheet"]
 
 
+class InputReference(BaseModel):
+    """`input_reference` given by reference (`input_reference[image_url]` in a form) rather than uploaded."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image_url: str | None = Field(
+        default=None, description="An http(s) URL or a base64 data URL of an image."
+    )
+    file_id: str | None = Field(default=None, description="Not supported: Kinema has no Files API.")
+
+
+class VideoReference(BaseModel):
+    """A finished video to start from (`video[id]` in a form)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+
+
 class CreateVideoRequest(BaseModel):
-    """POST /v1/videos, from a multipart form (what the SDK sends) or a JSON object."""
+    """POST /v1/videos, from a multipart form (what the SDK sends) or a JSON object.
+
+    `input_reference` may also be a file part (an image: image to video; a video: an edit of it).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -24,6 +46,46 @@ class CreateVideoRequest(BaseModel):
     webhook_url: str | None = Field(
         default=None, description="Kinema extension: receives this video's terminal webhook events."
     )
+    input_reference: InputReference | None = None
+    strength: float | None = Field(
+        default=None, gt=0, le=1, description="Kinema extension, with a video input: how much is re-noised."
+    )
+
+
+class RemixVideoRequest(BaseModel):
+    """POST /v1/videos/{id}/remix."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(description="The new prompt.")
+    strength: float | None = Field(
+        default=None, gt=0, le=1, description="Kinema extension: how much of the video is re-noised (0.6)."
+    )
+    webhook_url: str | None = Field(default=None, description="Kinema extension, as on create.")
+
+
+class EditVideoRequest(BaseModel):
+    """POST /v1/videos/edits: a finished video (`video[id]`) or an uploaded one (file part `video`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(description="How to change the video.")
+    video: VideoReference | None = None
+    strength: float | None = Field(
+        default=None, gt=0, le=1, description="Kinema extension: how much of the video is re-noised (0.6)."
+    )
+    webhook_url: str | None = Field(default=None, description="Kinema extension, as on create.")
+
+
+class ExtendVideoRequest(BaseModel):
+    """POST /v1/videos/extensions: continue a finished video (`video[id]`) by `seconds`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(description="What happens next.")
+    seconds: str | int = Field(description="Seconds to add; the whole video within the limit (60 s).")
+    video: VideoReference | None = None
+    webhook_url: str | None = Field(default=None, description="Kinema extension, as on create.")
 
 
 class VideoError(BaseModel):
@@ -67,7 +129,7 @@ class ModelCapabilities(BaseModel):
     """Kinema extension of the SDK's `Model`: what a request to this model may ask for."""
 
     family: str
-    modes: list[str] = Field(description="Generation modes served: `text` (text to video) for now.")
+    modes: list[str] = Field(description="Job kinds it makes: `text`, `image`, `extend`, `edit`, `remix`.")
     default_size: str
     max_width: int
     max_height: int
@@ -76,6 +138,12 @@ class ModelCapabilities(BaseModel):
     default_seconds: str
     max_seconds: int
     fps: int
+    pipeline: str = Field(default="", description="The diffusers pipeline class.")
+    frame_step: int = Field(default=1, description="Frame counts it makes: frame_step * k + 1.")
+    max_frames_per_pass: int = 0
+    default_steps: int = 0
+    default_guidance: float = 0.0
+    default: bool = Field(default=False, description="Requests that name no model get this one.")
 
 
 class ModelObject(BaseModel):

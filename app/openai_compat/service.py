@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from app.api_keys.models import ApiKey
 from app.config import Settings
-from app.errors import InvalidRequest
-from app.jobs.parameters import SIZE_MULTIPLE, Parameters, model_spec, resolve
+from app.errors import APIError, Conflict, InvalidRequest
+from app.inputs.service import InputSource
+from app.jobs import modes
+from app.jobs.parameters import MODE_OF_KIND, SIZE_MULTIPLE, Parameters, max_duration_s, model_spec, resolve
 from app.jobs.schemas import GenerateRequest
 from app.openai_compat.schemas import CreateVideoRequest, ModelCapabilities, ModelObject
+from app.served_models import served_paths
 from model.registry import ModelSpec
 
 DEFAULT_SECONDS = 4
@@ -52,35 +62,84 @@ def parse_size(value: str | None) -> str | None:
     return value.strip().lower()
 
 
-def resolve_create(body: CreateVideoRequest, settings: Settings) -> Parameters:
-    """The generation a POST /v1/videos asks for, resolved and checked by the same code as /generate."""
-    request = GenerateRequest(
-        prompt=body.prompt,
-        duration=float(parse_seconds(body.seconds, settings)),
-        resolution=parse_size(body.size),
-        model=served_model(body.model),
-        webhook_url=body.webhook_url,
-    )
+@contextmanager
+def openai_params() -> Iterator[None]:
+    """Errors of the jobs service renamed to the fields /v1/videos callers send (`size`, `seconds`);
+    a 409 (a parent not finished) tells the SDK not to retry."""
     try:
-        return resolve(request, settings)
-    except InvalidRequest as exc:
+        yield
+    except APIError as exc:
         param = _PARAM_NAMES.get(exc.param or "", exc.param)
-        message = exc.message
-        if param == "seconds":
-            message = message.replace("duration", "seconds", 1)
-        raise InvalidRequest(message, param=param, code=exc.code) from exc
+        if param == "seconds" and exc.param == "duration":
+            exc.message = exc.message.replace("duration", "seconds", 1)
+        exc.param = param
+        if isinstance(exc, Conflict):
+            exc.headers["x-should-retry"] = "false"
+        raise
+
+
+def generate_request(body: CreateVideoRequest, settings: Settings) -> GenerateRequest:
+    """The POST /generate request a POST /v1/videos asks for (size and seconds only when given)."""
+    fields: dict[str, Any] = {
+        "prompt": body.prompt,
+        "model": served_model(body.model),
+        "webhook_url": body.webhook_url,
+        "strength": body.strength,
+    }
+    # Left out, /generate's defaults apply: 4 s (the SDK's default too) at the model's size.
+    if body.seconds is not None:
+        fields["duration"] = float(parse_seconds(body.seconds, settings))
+    if body.size is not None:
+        fields["resolution"] = parse_size(body.size)
+    try:
+        return GenerateRequest.model_validate(fields)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from exc  # the app's handler: a 400 naming the field
+
+
+def reference_source(body: CreateVideoRequest) -> InputSource | None:
+    """The input `input_reference[image_url]` names, if any (an uploaded one arrives as a file part)."""
+    reference = body.input_reference
+    if reference is None:
+        return None
+    if reference.file_id is not None:
+        raise InvalidRequest(
+            "input_reference[file_id] is not supported (Kinema has no Files API): upload the file as "
+            "input_reference, or give input_reference[image_url].",
+            param="input_reference",
+            code="unsupported",
+        )
+    if reference.image_url is None:
+        raise InvalidRequest(
+            "input_reference needs an image_url or an uploaded file.", param="input_reference"
+        )
+    return InputSource(param="input_reference", accepts=modes.IMAGE_ONLY, url=reference.image_url)
+
+
+def resolve_create(body: CreateVideoRequest, settings: Settings) -> Parameters:
+    """Text to video for a POST /v1/videos, resolved and checked by the same code as /generate."""
+    with openai_params():
+        return resolve(generate_request(body, settings), settings)
+
+
+def prepare_create(
+    key: ApiKey, body: CreateVideoRequest, source: InputSource, settings: Settings
+) -> Parameters:
+    """A POST /v1/videos with an input_reference: image to video, or an edit of a video."""
+    with openai_params():
+        return modes.prepare_generate(key, generate_request(body, settings), source, settings)
 
 
 def describe_model(spec: ModelSpec, settings: Settings) -> ModelObject:
     """The served model as the SDK's `Model`, with what a request to it may ask for."""
-    max_seconds = int(min(MAX_SECONDS, settings.max_duration_s, spec.max_duration_s(spec.default_fps)))
+    max_seconds = int(min(MAX_SECONDS, max_duration_s(spec, spec.default_fps, settings)))
     return ModelObject(
         id=spec.id,
         created=0,
         description=spec.description,
         capabilities=ModelCapabilities(
             family=spec.family,
-            modes=["text"],
+            modes=[kind for kind, mode in MODE_OF_KIND.items() if mode in spec.modes],
             default_size=f"{spec.default_width}x{spec.default_height}",
             max_width=min(settings.max_width, spec.max_width),
             max_height=min(settings.max_height, spec.max_height),
@@ -89,10 +148,16 @@ def describe_model(spec: ModelSpec, settings: Settings) -> ModelObject:
             default_seconds=str(DEFAULT_SECONDS),
             max_seconds=max_seconds,
             fps=spec.default_fps,
+            pipeline=spec.pipeline_class,
+            frame_step=spec.frame_step,
+            max_frames_per_pass=spec.max_frames_per_pass,
+            default_steps=spec.default_steps,
+            default_guidance=spec.default_guidance,
+            default=spec.id == settings.model_id,
         ),
     )
 
 
 def served_models(settings: Settings) -> list[ModelObject]:
-    """Every model this deployment serves (one: KINEMA_MODEL_ID)."""
-    return [describe_model(model_spec(None, settings), settings)]
+    """Every model this deployment serves: KINEMA_MODEL_ID first, then KINEMA_MODELS."""
+    return [describe_model(model_spec(model_id, settings), settings) for model_id in served_paths(settings)]

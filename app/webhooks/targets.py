@@ -1,4 +1,5 @@
-"""Which URLs a webhook may target: http(s) only, and (unless allowed) no private or metadata addresses.
+"""Which URLs Kinema connects to (webhooks, input downloads): http(s) only, and (unless allowed) no
+private or metadata addresses.
 
 Checked when a URL is registered and again just before each delivery, on the addresses the name
 resolves to then; the delivery connects to the address that was checked, so a name that is re-pointed
@@ -62,7 +63,7 @@ def refusal_reason(address: IPAddress) -> str | None:
     return next((reason for refused, reason in checks if refused), None)
 
 
-def _split(url: str) -> tuple[str, str, int]:
+def _split(url: str, purpose: str) -> tuple[str, str, int]:
     if len(url) > MAX_URL_LENGTH:
         raise TargetRefused(f"The URL is longer than {MAX_URL_LENGTH} characters.")
     try:
@@ -72,11 +73,11 @@ def _split(url: str) -> tuple[str, str, int]:
         raise TargetRefused(f"The URL is not valid: {exc}.") from exc
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
-        raise TargetRefused("Webhook URLs must use http or https.")
+        raise TargetRefused(f"{purpose} URLs must use http or https.")
     if not parts.hostname:
         raise TargetRefused("The URL has no host.")
     if parts.username is not None or parts.password is not None:
-        raise TargetRefused("Webhook URLs cannot carry credentials.")
+        raise TargetRefused(f"{purpose} URLs cannot carry credentials.")
     return scheme, parts.hostname, port or (443 if scheme == "https" else 80)
 
 
@@ -90,9 +91,12 @@ def _resolve(host: str, port: int) -> list[IPAddress]:
     return list(dict.fromkeys(addresses))
 
 
-def check_target(url: str, *, allow_private: bool) -> Target:
-    """The URL resolved and checked; TargetRefused if any address it resolves to is not allowed."""
-    scheme, host, port = _split(url)
+def check_target(url: str, *, allow_private: bool, purpose: str = "Webhook") -> Target:
+    """The URL resolved and checked; TargetRefused if any address it resolves to is not allowed.
+
+    `purpose` names what the URL is for in the refusal ("Webhook", "Input").
+    """
+    scheme, host, port = _split(url, purpose)
     addresses = _resolve(host, port)
     if not addresses:
         raise HostNotFound(f"The host {host!r} does not resolve.")
@@ -103,7 +107,7 @@ def check_target(url: str, *, allow_private: bool) -> Target:
                 # One bad address is enough: the resolver may hand it out on the next lookup.
                 raise TargetRefused(
                     f"The host {host!r} resolves to {address}, {reason}; "
-                    "webhooks go to public addresses only."
+                    f"{purpose.lower()} URLs may point to public addresses only."
                 )
     return Target(url=url, scheme=scheme, host=host, port=port, addresses=tuple(map(str, addresses)))
 

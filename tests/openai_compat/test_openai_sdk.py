@@ -103,9 +103,9 @@ def test_bad_size_and_seconds_are_bad_request_errors(sdk: OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as raised:
         sdk.videos.create(prompt="x", seconds="61")  # type: ignore[arg-type]
     assert raised.value.param == "seconds"
-    with pytest.raises(openai.BadRequestError) as raised:
-        sdk.videos.create(prompt="x", input_reference=("cat.png", b"\x89PNG", "image/png"))
-    assert raised.value.param == "input_reference"
+    with pytest.raises(openai.BadRequestError) as raised:  # a PNG signature, then no PNG
+        sdk.videos.create(prompt="x", input_reference=("cat.png", b"\x89PNG\r\n\x1a\nnot a png", "image/png"))
+    assert (raised.value.param, raised.value.code) == ("input_reference", "input_unreadable")
 
 
 def test_models_list_the_served_model(sdk: OpenAI) -> None:
