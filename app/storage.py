@@ -29,6 +29,10 @@ class Storage(ABC):
         """Store the file at `path` under `key`; readers see the whole object or nothing."""
 
     @abstractmethod
+    def get_file(self, key: str, path: Path) -> None:
+        """Copy the object at `key` into the file `path` (the worker reads inputs and parent videos)."""
+
+    @abstractmethod
     def exists(self, key: str) -> bool:
         """Whether `key` holds an object."""
 
@@ -63,22 +67,37 @@ class LocalStorage(Storage):
 
     def put_file(self, key: str, path: Path, content_type: str) -> None:
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # Copy next to the target, then rename: readers never see half a file.
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # Copy next to the target, then rename: readers never see half a file.
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
+        except OSError as exc:  # a full or read-only disk is storage being unavailable, as for S3
+            raise StorageError(f"writing {key} failed: {exc}") from exc
         try:
             with os.fdopen(fd, "wb") as out, path.open("rb") as src:
                 shutil.copyfileobj(src, out, 1024 * 1024)
             os.replace(tmp, target)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise StorageError(f"writing {key} failed: {exc}") from exc
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def get_file(self, key: str, path: Path) -> None:
+        try:
+            shutil.copyfile(self._path(key), path)
+        except OSError as exc:
+            raise StorageError(f"reading {key} failed: {exc}") from exc
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        try:
+            self._path(key).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(f"deleting {key} failed: {exc}") from exc
 
     def presigned_url(self, key: str, *, filename: str | None = None) -> str | None:
         return None
@@ -103,7 +122,7 @@ class S3Storage(Storage):
         self.bucket = settings.s3_bucket
         self.expires_s = settings.presign_expires_s
         config = Config(
-            retries={"mode": "standard", "max_attempts": 5},
+            retries={"mode": "standard", "max_attempts": settings.s3_max_attempts},
             connect_timeout=5,
             read_timeout=60,
             signature_version="s3v4",
@@ -148,6 +167,12 @@ class S3Storage(Storage):
             self.client.upload_file(str(path), self.bucket, key, ExtraArgs={"ContentType": content_type})
         except (BotoCoreError, ClientError, boto3.exceptions.S3UploadFailedError) as exc:
             raise StorageError(f"upload of {key} failed: {exc}") from exc
+
+    def get_file(self, key: str, path: Path) -> None:
+        try:
+            self.client.download_file(self.bucket, key, str(path))
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"download of {key} failed: {exc}") from exc
 
     def exists(self, key: str) -> bool:
         try:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import numpy as np  # only for hints: the gateway imports this module and needs no numpy
 
 
 class Phase(StrEnum):
@@ -18,9 +21,23 @@ class Phase(StrEnum):
     UPLOADING = "uploading"
 
 
+# How much of a source video an edit re-noises when the request does not say.
+DEFAULT_STRENGTH = 0.6
+
+
 @dataclass(frozen=True, slots=True)
 class GenerationRequest:
-    """One text-to-video generation, in the units the model works in (pixels and frames)."""
+    """One generation, in the units the model works in (pixels and frames).
+
+    Text to video by default; at most one of the conditioning inputs (uint8 RGB frames, any size: they
+    are fitted to the output size with `model.conditioning.fit_frame`) makes it another mode:
+    - `image` (H, W, 3): image to video; the first frame is this image.
+    - `context` (T, H, W, 3): extension; the new frames continue these (only the last
+      `model.conditioning.CONTEXT_FRAMES` are used) and `num_frames` counts the new frames only.
+    - `source` (T, H, W, 3): video to video; the source (padded with its last frame or cut to
+      `num_frames`) re-noised by `strength` (0 < s <= 1; 1 ignores it) and denoised with the prompt.
+      A `numpy.memmap` works, so a long source need not be in memory.
+    """
 
     prompt: str
     width: int
@@ -32,6 +49,22 @@ class GenerationRequest:
     seed: int
     negative_prompt: str = ""
     model_id: str = "builtin:tiny-wan"
+    # Arrays are left out of == and hash (numpy has no single truth value for them) and of repr.
+    image: np.ndarray | None = field(default=None, compare=False, repr=False)
+    context: np.ndarray | None = field(default=None, compare=False, repr=False)
+    source: np.ndarray | None = field(default=None, compare=False, repr=False)
+    strength: float = DEFAULT_STRENGTH
+
+    @property
+    def mode(self) -> str:
+        """ "text", "image", "extend" or "edit" (the names `model.registry` uses), from the inputs given."""
+        if self.image is not None:
+            return "image"
+        if self.context is not None:
+            return "extend"
+        if self.source is not None:
+            return "edit"
+        return "text"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,9 @@
-"""Run one text-to-video request and stream its frames: `generate(request, on_step, should_stop)`.
+"""Run one generation request and stream its frames: `generate(request, on_step, should_stop)`.
 
 Wan pipelines stop at the latents and the VAE decodes them one latent frame at a time, so frames are
-yielded (and can be encoded) while the rest of the clip is still being decoded.
+yielded (and can be encoded) while the rest of the clip is still being decoded. One pass of text to
+video runs the pipeline itself; conditioned requests (image, extension, video to video) and requests
+longer than one pass run in `model.segments`.
 """
 
 from __future__ import annotations
@@ -17,18 +19,24 @@ import numpy as np
 import torch
 
 # Concrete module paths: mypy cannot see through diffusers' lazy top-level exports.
-from diffusers.models.autoencoders.autoencoder_kl_wan import AutoencoderKLWan, unpatchify
+from diffusers.models.autoencoders.autoencoder_kl_wan import AutoencoderKLWan
 from diffusers.pipelines.wan.pipeline_wan import WanPipeline
 
+from model.conditioning import check_frames
 from model.config import GenerationCanceled, GenerationRequest, InferenceOptions, ModelError, Phase, StepInfo
+from model.decode import crop_frame, decode_wan_chunks, decoded_chunk_count, float_frames_to_uint8
+from model.decode import decode_wan_streaming as decode_wan_streaming
+from model.decode import video_to_uint8 as video_to_uint8
 from model.denoise import denoise_wan_cfg_batched
 from model.pipeline import LoadedModel, load_pipeline
+from model.registry import TEXT
+from model.segments import generate_segments
 from model.speedups import reset_step_cache
 
 StepCallback = Callable[[StepInfo], None]
 StopCheck = Callable[[], bool]
 
-_loaded: dict[tuple[str, Path, InferenceOptions], LoadedModel] = {}
+_loaded: dict[tuple[str, Path, InferenceOptions, str | None], LoadedModel] = {}
 _loaded_lock = threading.Lock()
 
 
@@ -39,13 +47,19 @@ def default_cache_dir() -> Path:
 
 
 def get_model(
-    model_id: str, cache_dir: Path | None = None, options: InferenceOptions | None = None
+    model_id: str,
+    cache_dir: Path | None = None,
+    options: InferenceOptions | None = None,
+    path: str | None = None,
 ) -> LoadedModel:
-    """Load `model_id` once per process (per cache dir and options); later calls return the same model."""
-    key = (model_id, cache_dir or default_cache_dir(), options or InferenceOptions())
+    """Load `model_id` once per process (per cache dir and options); later calls return the same model.
+
+    `path`: where a model served under another name lives (see `model.pipeline.load_pipeline`).
+    """
+    key = (model_id, cache_dir or default_cache_dir(), options or InferenceOptions(), path)
     with _loaded_lock:
         if key not in _loaded:
-            _loaded[key] = load_pipeline(model_id, cache_dir=key[1], options=key[2])
+            _loaded[key] = load_pipeline(model_id, cache_dir=key[1], options=key[2], path=path)
         return _loaded[key]
 
 
@@ -60,7 +74,11 @@ def generate(
 
     The pipeline runs at the spec's generation size (the request rounded up to the latent grid) and
     each frame is center-cropped back to the request. The same request always gives the same frames.
-    `on_step` hears every denoising step and every decoded chunk; when `should_stop()` answers True
+    With an `image` the first frame is the image (fitted); with `context` the frames are the new ones
+    that follow it; with a `source` they are as many as `num_frames` (see `GenerationRequest`). Up to
+    `spec.max_frames_total` frames: beyond `spec.max_frames_per_pass`, as chained segments.
+    `on_step` hears every denoising step and every decoded chunk (for chained segments: steps counted
+    over all of them, chunks of the last one); when `should_stop()` answers True
     (checked after each step and before each chunk) `GenerationCanceled` is raised and no frame follows.
     Raises `ModelError` for a request the model cannot serve. Call `.close()` on the generator to
     stop early and release the decoder's cache. The model's `InferenceOptions` apply (`cfg_batch` here,
@@ -73,7 +91,9 @@ def generate(
         raise GenerationCanceled
     reset_step_cache(model.pipe, model.step_cache_stats)
     try:
-        if model.spec.family == "wan" and isinstance(model.pipe.vae, AutoencoderKLWan):
+        if request.mode != TEXT or request.num_frames > model.spec.max_frames_per_pass:
+            yield from generate_segments(request, model, on_step, should_stop)
+        elif model.spec.family == "wan" and isinstance(model.pipe.vae, AutoencoderKLWan):
             latents = _denoise(request, model, on_step, should_stop, output_type="latent")
             yield from _decode_wan_frames(model.pipe.vae, latents, request, on_step, should_stop)
         else:
@@ -87,14 +107,17 @@ def generate(
 
 
 def _check_request(request: GenerationRequest, model: LoadedModel) -> None:
-    """Refuse requests the pipeline would silently change (it rounds frame counts and sizes)."""
+    """Refuse requests the pipeline would silently change (it rounds frame counts and sizes) or cannot run."""
     spec = model.spec
     if request.model_id != spec.id:
         raise ModelError(f"request is for {request.model_id!r} but the loaded model is {spec.id!r}")
     if request.num_frames < 1 or (request.num_frames - 1) % spec.frame_step:
         raise ModelError(f"{spec.id} makes {spec.frame_step}k+1 frames; got num_frames={request.num_frames}")
-    if request.num_frames > spec.max_frames_per_pass:
-        raise ModelError(f"{spec.id} makes at most {spec.max_frames_per_pass} frames per pass")
+    if request.num_frames > spec.max_frames_total:
+        raise ModelError(
+            f"{spec.id} makes at most {spec.max_frames_total} frames per request "
+            f"({spec.max_total_duration_s(max(request.fps, 1)):g} s at {request.fps} fps)"
+        )
     if not (0 < request.width <= spec.max_width and 0 < request.height <= spec.max_height):
         raise ModelError(
             f"{spec.id} accepts sizes up to {spec.max_width}x{spec.max_height}; "
@@ -102,6 +125,36 @@ def _check_request(request: GenerationRequest, model: LoadedModel) -> None:
         )
     if request.num_inference_steps < 1:
         raise ModelError("num_inference_steps must be at least 1")
+    _check_conditioning(request, model)
+
+
+_MODE_NAMES = {
+    "text": "text to video",
+    "image": "image to video",
+    "extend": "extending a video",
+    "edit": "video to video (edit, remix)",
+}
+
+
+def _check_conditioning(request: GenerationRequest, model: LoadedModel) -> None:
+    """At most one conditioning input, well formed, for a mode the pipeline runs."""
+    spec = model.spec
+    given = [name for name in ("image", "context", "source") if getattr(request, name) is not None]
+    if len(given) > 1:
+        raise ModelError(f"give at most one of image, context and source; got {' and '.join(given)}")
+    if request.image is not None:
+        check_frames(request.image, "image", single=True)
+    if request.context is not None:
+        check_frames(request.context, "context")
+    if request.source is not None:
+        check_frames(request.source, "source")
+        if not 0 < request.strength <= 1:
+            raise ModelError(f"strength must be in (0, 1]; got {request.strength}")
+    if request.mode not in spec.modes:
+        served = ", ".join(_MODE_NAMES[mode] for mode in spec.modes)
+        raise ModelError(
+            f"{spec.id} ({spec.pipeline_class}) cannot run {_MODE_NAMES[request.mode]}; it runs: {served}"
+        )
 
 
 def _denoise(
@@ -118,7 +171,7 @@ def _denoise(
 
     def on_step_end(pipeline: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
         if on_step is not None:
-            on_step(StepInfo(Phase.DENOISING, index + 1, pipeline.num_timesteps))
+            on_step(StepInfo(Phase.DENOISING, index + 1, _total_steps(pipeline, request)))
         # Raising is the only way out: `pipe._interrupt` would still run the VAE decode.
         if should_stop is not None and should_stop():
             raise GenerationCanceled
@@ -137,14 +190,25 @@ def _denoise(
         "output_type": output_type,
         "callback_on_step_end": on_step_end,
     }
-    if "frame_rate" in inspect.signature(pipe.__call__).parameters:
+    accepted = inspect.signature(pipe.__call__).parameters
+    if "frame_rate" in accepted:
         kwargs["frame_rate"] = request.fps  # LTX conditions its positional embedding on the frame rate
+    if "callback_on_step_end" not in accepted:
+        # Older pipelines (ModelScope's TextToVideoSD) call `callback(step, timestep, latents)` instead.
+        kwargs.pop("callback_on_step_end")
+        kwargs["callback"] = lambda index, timestep, _latents: on_step_end(pipe, index, timestep, {})
+        kwargs["callback_steps"] = 1
     if _batches_guidance(model, request, output_type):
         kwargs.pop("output_type")
         with torch.inference_mode():
             return denoise_wan_cfg_batched(pipe, **kwargs)
     with torch.inference_mode():
         return pipe(**kwargs).frames
+
+
+def _total_steps(pipe: Any, request: GenerationRequest) -> int:
+    """The pipeline's step count (`num_timesteps`; older pipelines lack it and run the steps asked for)."""
+    return int(getattr(pipe, "num_timesteps", None) or request.num_inference_steps)
 
 
 def _batches_guidance(model: LoadedModel, request: GenerationRequest, output_type: str) -> bool:
@@ -157,58 +221,6 @@ def _batches_guidance(model: LoadedModel, request: GenerationRequest, output_typ
     )
 
 
-def decode_wan_streaming(vae: AutoencoderKLWan, latents: torch.Tensor) -> Generator[torch.Tensor, None, None]:
-    """Decode normalised Wan latents one latent frame at a time; yields (B, 3, t, H, W) in [-1, 1].
-
-    Reproduces `AutoencoderKLWan._decode` (its causal feature cache carries state between chunks) and
-    the de-normalisation `WanPipeline` applies first, so the chunks concatenated along time equal
-    `vae.decode(latents * std + mean)`. The first chunk holds 1 frame, later ones the temporal factor.
-    """
-    if vae.use_tiling:
-        # Tiled decode blends spatial tiles over the whole clip; it has no per-chunk form.
-        with torch.inference_mode():
-            yield vae.decode(_denormalize(vae, latents), return_dict=False)[0]
-        return
-    if getattr(vae, "_hf_hook", None) is not None:
-        vae._hf_hook.pre_forward(vae)  # offloading hooks normally fire inside `vae.decode`
-    patch_size = vae.config["patch_size"]
-    with torch.inference_mode():
-        z = vae.post_quant_conv(_denormalize(vae, latents))
-    vae.clear_cache()
-    try:
-        for index in range(z.shape[2]):
-            with torch.inference_mode():
-                vae._conv_idx = [0]
-                chunk = vae.decoder(
-                    z[:, :, index : index + 1],
-                    feat_cache=vae._feat_map,
-                    feat_idx=vae._conv_idx,
-                    first_chunk=index == 0,
-                )
-                if patch_size is not None:
-                    chunk = unpatchify(chunk, patch_size=patch_size)
-                chunk = torch.clamp(chunk, min=-1.0, max=1.0)
-            yield chunk
-    finally:
-        vae.clear_cache()  # drop the cached activations even when the consumer stops early
-
-
-def _denormalize(vae: AutoencoderKLWan, latents: torch.Tensor) -> torch.Tensor:
-    """Undo the latent normalisation, exactly as `WanPipeline.__call__` does before `vae.decode`."""
-    latents = latents.to(vae.device, vae.dtype)
-    config = vae.config
-    shape = (1, config["z_dim"], 1, 1, 1)
-    latents_mean = torch.tensor(config["latents_mean"]).view(shape).to(latents.device, latents.dtype)
-    latents_std = 1.0 / torch.tensor(config["latents_std"]).view(shape).to(latents.device, latents.dtype)
-    return latents / latents_std + latents_mean
-
-
-def video_to_uint8(video: torch.Tensor) -> torch.Tensor:
-    """(1, 3, t, H, W) in [-1, 1] to (t, H, W, 3) uint8, rounding as diffusers' `numpy_to_pil` does."""
-    frames = (video[0] / 2 + 0.5).clamp(0, 1).permute(1, 2, 3, 0).float()
-    return (frames * 255).round().to(torch.uint8)
-
-
 def _decode_wan_frames(
     vae: AutoencoderKLWan,
     latents: torch.Tensor,
@@ -217,19 +229,19 @@ def _decode_wan_frames(
     should_stop: StopCheck | None,
 ) -> Iterator[np.ndarray]:
     """Stream-decode the latents and yield cropped uint8 frames, a chunk at a time."""
-    n_chunks = 1 if vae.use_tiling else latents.shape[2]
-    chunks = decode_wan_streaming(vae, latents)
+    n_chunks = decoded_chunk_count(vae, latents)
+    chunks = decode_wan_chunks(vae, latents)
     made = 0
     try:
         for index in range(1, n_chunks + 1):
             if should_stop is not None and should_stop():
                 raise GenerationCanceled
-            chunk = video_to_uint8(next(chunks)).cpu().numpy()
+            chunk = next(chunks)
             if on_step is not None:
                 on_step(StepInfo(Phase.DECODING, index, n_chunks))
             for frame in chunk[: request.num_frames - made]:
                 made += 1
-                yield _crop(frame, request.width, request.height)
+                yield crop_frame(frame, request.width, request.height)
     finally:
         chunks.close()
     if made != request.num_frames:
@@ -244,12 +256,4 @@ def _frames_from_array(video: np.ndarray, request: GenerationRequest) -> Iterato
             f"the pipeline made {len(frames)} frames, fewer than the {request.num_frames} asked for"
         )
     for frame in frames[: request.num_frames]:
-        frame_uint8 = (np.clip(frame, 0.0, 1.0) * 255).round().astype(np.uint8)
-        yield _crop(frame_uint8, request.width, request.height)
-
-
-def _crop(frame: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Center-crop an (H, W, 3) frame to (height, width, 3) as a contiguous array."""
-    top = (frame.shape[0] - height) // 2
-    left = (frame.shape[1] - width) // 2
-    return np.ascontiguousarray(frame[top : top + height, left : left + width])
+        yield crop_frame(float_frames_to_uint8(frame), request.width, request.height)

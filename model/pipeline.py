@@ -145,6 +145,7 @@ def load_pipeline(
     model_id: str,
     *,
     cache_dir: Path,
+    path: str | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
     options: InferenceOptions | None = None,
@@ -152,27 +153,28 @@ def load_pipeline(
     """Load the pipeline for `model_id` (a built-in id or a local diffusers directory) onto `device`.
 
     `builtin:tiny-wan` is built into `cache_dir/tiny-wan-v1` on first use, then loaded from disk like
-    any other pipeline. The device defaults to `pick_device_and_dtype()`; the dtype to `options.dtype`
-    ("auto": bfloat16 on CUDA, float32 elsewhere). The speed switches in `options` are applied after
-    loading (`model.speedups`). Raises `ModelError`.
+    any other pipeline. With `path` (a directory or `builtin:tiny-wan`) the model is served as
+    `model_id` (see `model.registry.get_spec`). The device defaults to `pick_device_and_dtype()`; the
+    dtype to `options.dtype` ("auto": bfloat16 on CUDA, float32 elsewhere). The speed switches in
+    `options` are applied after loading (`model.speedups`). Raises `ModelError`.
     """
     options = options or InferenceOptions()
     default_device, _ = pick_device_and_dtype()
     device = torch.device(device) if device is not None else default_device
     dtype = dtype or resolve_dtype(options, device)
     try:
-        spec = get_spec(model_id)
+        spec = get_spec(model_id, path)
     except UnknownModelError as exc:
         raise ModelError(str(exc)) from exc
 
-    if model_id == BUILTIN_TINY_WAN:
-        path = Path(cache_dir).expanduser() / TINY_WAN_DIRNAME
+    if (path or model_id) == BUILTIN_TINY_WAN:
+        weights = Path(cache_dir).expanduser() / TINY_WAN_DIRNAME
         try:
-            build_tiny_wan(path)
+            build_tiny_wan(weights)
         except OSError as exc:
-            raise ModelError(f"could not build {model_id!r} in {path}: {exc}") from exc
+            raise ModelError(f"could not build {model_id!r} in {weights}: {exc}") from exc
     else:
-        path = Path(spec.path or model_id)
+        weights = Path(spec.path or model_id)
 
     pipeline_class = getattr(diffusers, spec.pipeline_class, None)
     if pipeline_class is None:
@@ -182,15 +184,15 @@ def load_pipeline(
         if spec.family == "wan" and dtype != torch.float32:
             # diffusers' Wan examples keep the VAE in float32: its decode degrades visibly in bf16.
             kwargs["vae"] = AutoencoderKLWan.from_pretrained(
-                path, subfolder="vae", local_files_only=True, **{_DTYPE_KWARG: torch.float32}
+                weights, subfolder="vae", local_files_only=True, **{_DTYPE_KWARG: torch.float32}
             )
-        pipe = pipeline_class.from_pretrained(path, **kwargs)
+        pipe = pipeline_class.from_pretrained(weights, **kwargs)
         pipe.to(device)
     except Exception as exc:
         # Without accelerate diffusers cannot load models that keep some layers in fp32 (Wan does).
         hint = "" if importlib.util.find_spec("accelerate") else " (is the `accelerate` package installed?)"
         raise ModelError(
-            f"could not load {spec.pipeline_class} {model_id!r} from {path}: {exc}{hint}"
+            f"could not load {spec.pipeline_class} {model_id!r} from {weights}: {exc}{hint}"
         ) from exc
     pipe.set_progress_bar_config(disable=True)
     stats = apply_inference_options(pipe, options, device, dtype)

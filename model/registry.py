@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 BUILTIN_TINY_WAN = "builtin:tiny-wan"
+# The longest video a request may ask for, made as chained segments where one pass is shorter.
+MAX_TOTAL_S = 60
+
+# Generation modes: text to video, image to video (first frame given), extension of a video's last frames
+# (also how long videos are chained), and video to video (edit and remix).
+TEXT, IMAGE, EXTEND, EDIT = "text", "image", "extend", "edit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +38,10 @@ class ModelSpec:
     default_width: int
     default_height: int
     max_frames_per_pass: int
+    # The most frames one request may ask for: more than one pass are chained (see `model.segments`).
+    max_frames_total: int
+    # Which of TEXT, IMAGE, EXTEND, EDIT the pipeline can run.
+    modes: tuple[str, ...]
     max_width: int = 1920
     max_height: int = 1920
     path: str | None = None
@@ -46,47 +56,120 @@ class ModelSpec:
         """The longest clip one pass of this model makes at `fps`."""
         return (self.max_frames_per_pass - 1) / fps
 
+    def max_total_duration_s(self, fps: int) -> float:
+        """The longest video one request may ask for at `fps` (chained segments beyond one pass)."""
+        return (self.max_frames_total - 1) / fps
+
     def generation_size(self, width: int, height: int) -> tuple[int, int]:
         """The size the pipeline runs at: the request rounded up to the latent grid."""
         m = self.spatial_multiple
         return (math.ceil(width / m) * m, math.ceil(height / m) * m)
 
 
-_FAMILY_BY_PIPELINE: dict[str, dict[str, object]] = {
-    "WanPipeline": {
-        "family": "wan",
-        "frame_step": 4,
-        "spatial_multiple": 16,
-        "default_fps": 16,
-        "default_steps": 50,
-        "default_guidance": 5.0,
-        "default_width": 832,
-        "default_height": 480,
-        "max_frames_per_pass": 81,
-    },
-    "LTXPipeline": {
-        "family": "ltx",
-        "frame_step": 8,
-        "spatial_multiple": 32,
-        "default_fps": 24,
-        "default_steps": 50,
-        "default_guidance": 3.0,
-        "default_width": 704,
-        "default_height": 480,
-        "max_frames_per_pass": 257,
-    },
-    "CogVideoXPipeline": {
-        "family": "cogvideox",
-        "frame_step": 4,
-        "spatial_multiple": 16,
-        "default_fps": 8,
-        "default_steps": 50,
-        "default_guidance": 6.0,
-        "default_width": 720,
-        "default_height": 480,
-        "max_frames_per_pass": 49,
-    },
+def _frames_for_total(frame_step: int, fps: int) -> int:
+    """MAX_TOTAL_S at `fps` as a valid frame count (`frame_step * k + 1`, rounded up)."""
+    return frame_step * math.ceil((MAX_TOTAL_S * fps - 1) / frame_step) + 1
+
+
+_WAN: dict[str, object] = {
+    "family": "wan",
+    "frame_step": 4,
+    "spatial_multiple": 16,
+    "default_fps": 16,
+    "default_steps": 50,
+    "default_guidance": 5.0,
+    "default_width": 832,
+    "default_height": 480,
+    "max_frames_per_pass": 81,
+    "max_frames_total": _frames_for_total(4, 16),
 }
+_LTX: dict[str, object] = {
+    "family": "ltx",
+    "frame_step": 8,
+    "spatial_multiple": 32,
+    "default_fps": 24,
+    "default_steps": 50,
+    "default_guidance": 3.0,
+    "default_width": 704,
+    "default_height": 480,
+    "max_frames_per_pass": 257,
+    "max_frames_total": _frames_for_total(8, 24),
+}
+_COGVIDEOX: dict[str, object] = {
+    "family": "cogvideox",
+    "frame_step": 4,
+    "spatial_multiple": 16,
+    "default_fps": 8,
+    "default_steps": 50,
+    "default_guidance": 6.0,
+    "default_width": 720,
+    "default_height": 480,
+    "max_frames_per_pass": 49,
+    "max_frames_total": _frames_for_total(4, 8),
+}
+
+_HUNYUAN: dict[str, object] = {
+    "family": "hunyuanvideo",
+    "frame_step": 4,  # the causal VAE compresses time 4x: 4k+1 frames
+    "spatial_multiple": 16,  # VAE 8x, patch 2
+    "default_fps": 15,
+    "default_steps": 50,
+    "default_guidance": 6.0,  # embedded (distilled) guidance; a negative prompt needs true CFG, not used
+    "default_width": 1280,
+    "default_height": 720,
+    "max_frames_per_pass": 129,
+    "max_frames_total": 129,
+}
+_MOCHI: dict[str, object] = {
+    "family": "mochi",
+    "frame_step": 6,  # the VAE compresses time 6x: 6k+1 frames
+    "spatial_multiple": 16,  # VAE 8x, patch 2
+    "default_fps": 30,
+    "default_steps": 64,
+    "default_guidance": 4.5,
+    "default_width": 848,
+    "default_height": 480,
+    "max_frames_per_pass": 163,
+    "max_frames_total": 163,
+}
+_MODELSCOPE: dict[str, object] = {
+    "family": "modelscope",
+    "frame_step": 1,  # a 3D UNet on per-frame latents: any frame count
+    "spatial_multiple": 8,  # VAE 8x
+    "default_fps": 8,
+    "default_steps": 50,
+    "default_guidance": 9.0,
+    "default_width": 256,
+    "default_height": 256,
+    "max_frames_per_pass": 64,
+    "max_frames_total": 64,
+    "max_width": 1024,
+    "max_height": 1024,
+}
+
+# Text-to-video Wan runs every mode through latent conditioning (`model.segments`). The LTX and CogVideoX
+# text-to-video pipelines take no frames, so they make one pass of text to video only. The image-to-video
+# pipelines take a first frame: they animate images, and extend (and chain) from a video's last frame.
+_FAMILY_BY_PIPELINE: dict[str, dict[str, object]] = {
+    "WanPipeline": {**_WAN, "modes": (TEXT, IMAGE, EXTEND, EDIT)},
+    "WanImageToVideoPipeline": {**_WAN, "modes": (IMAGE, EXTEND)},
+    "LTXPipeline": {**_LTX, "modes": (TEXT,), "max_frames_total": 257},
+    "LTXImageToVideoPipeline": {**_LTX, "modes": (IMAGE, EXTEND)},
+    "CogVideoXPipeline": {**_COGVIDEOX, "modes": (TEXT,), "max_frames_total": 49},
+    "CogVideoXImageToVideoPipeline": {**_COGVIDEOX, "modes": (IMAGE, EXTEND)},
+    # VACE and LTX condition run here as text to video (no reference video, mask or conditions): one pass.
+    "WanVACEPipeline": {**_WAN, "family": "wan-vace", "modes": (TEXT,), "max_frames_total": 81},
+    "LTXConditionPipeline": {**_LTX, "family": "ltx-condition", "modes": (TEXT,), "max_frames_total": 257},
+    # One pass of text to video each: no image, extension or edit input in these pipelines.
+    "HunyuanVideoPipeline": {**_HUNYUAN, "modes": (TEXT,)},
+    "MochiPipeline": {**_MOCHI, "modes": (TEXT,)},
+    "TextToVideoSDPipeline": {**_MODELSCOPE, "modes": (TEXT,)},
+}
+
+# Pipelines that take the first frame as an `image` argument.
+IMAGE_TO_VIDEO_PIPELINES = frozenset(
+    {"WanImageToVideoPipeline", "LTXImageToVideoPipeline", "CogVideoXImageToVideoPipeline"}
+)
 
 TINY_WAN = ModelSpec(
     id=BUILTIN_TINY_WAN,
@@ -102,6 +185,8 @@ TINY_WAN = ModelSpec(
     default_width=256,
     default_height=256,
     max_frames_per_pass=161,
+    max_frames_total=_frames_for_total(4, 8),
+    modes=(TEXT, IMAGE, EXTEND, EDIT),
 )
 
 _BUILTINS = {TINY_WAN.id: TINY_WAN}
@@ -111,11 +196,22 @@ class UnknownModelError(LookupError):
     """The model id is neither a built-in nor a local diffusers pipeline directory."""
 
 
-def get_spec(model_id: str) -> ModelSpec:
-    """Return the spec for a built-in id or a local diffusers pipeline directory."""
-    if model_id in _BUILTINS:
+def get_spec(model_id: str, path: str | None = None) -> ModelSpec:
+    """Return the spec for a built-in id or a local diffusers pipeline directory.
+
+    With `path`, `model_id` is the name a deployment serves the pipeline directory at `path` under
+    (`KINEMA_MODELS`); without it, the id is the built-in name or the directory itself.
+    """
+    if path is None and model_id in _BUILTINS:
         return _BUILTINS[model_id]
-    path = Path(model_id).expanduser()
+    if path is not None and path in _BUILTINS:
+        return replace(_BUILTINS[path], id=model_id)
+    path = str(Path(path or model_id).expanduser())
+    return _directory_spec(model_id, Path(path))
+
+
+def _directory_spec(model_id: str, path: Path) -> ModelSpec:
+    """The spec of the diffusers pipeline saved at `path`, from its `model_index.json` class name."""
     index = path / "model_index.json"
     if not index.is_file():
         raise UnknownModelError(f"{model_id!r} is not a built-in model or a diffusers pipeline directory")

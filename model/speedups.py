@@ -142,6 +142,11 @@ def reset_step_cache(pipe: DiffusionPipeline, stats: StepCacheStats | None) -> N
     if stats is None:
         return  # no step cache: nothing to forget
     stats.reset()
+    clear_step_cache(pipe)
+
+
+def clear_step_cache(pipe: DiffusionPipeline) -> None:
+    """Forget the cached residuals (not the counts): the next pass is computed in full."""
     transformer = pipe.components.get("transformer")
     if transformer is not None and hasattr(transformer, "_reset_stateful_cache"):
         transformer._reset_stateful_cache()

@@ -7,6 +7,7 @@ import os
 import socket
 
 from app.config import Settings, get_settings
+from app.served_models import served_paths
 from model import generate
 from model.config import InferenceOptions
 from model.pipeline import LoadedModel
@@ -34,14 +35,23 @@ def inference_options(settings: Settings) -> InferenceOptions:
 
 
 def get_model(model_id: str) -> LoadedModel:
-    """The pipeline for `model_id` with the settings' speed switches, loaded once per process."""
+    """The pipeline for `model_id` with the settings' speed switches, loaded once per process.
+
+    A KINEMA_MODELS id loads from its directory; any other id names a built-in or a directory itself.
+    """
     settings = get_settings()
-    return generate.get_model(model_id, settings.effective_model_cache_dir, inference_options(settings))
+    path = served_paths(settings).get(model_id)
+    return generate.get_model(model_id, settings.effective_model_cache_dir, inference_options(settings), path)
+
+
+def served_model(settings: Settings) -> str:
+    """The model this worker holds: `kinema worker --model` (KINEMA_WORKER_MODEL), else the default."""
+    return settings.worker_model or settings.model_id
 
 
 def preload() -> None:
-    """Load the deployment's model now; a failure is logged and retried by the first job."""
+    """Load this worker's model now; a failure is logged and retried by the first job."""
     try:
-        get_model(get_settings().model_id)
+        get_model(served_model(get_settings()))
     except Exception:
         log.exception("preloading the model failed")

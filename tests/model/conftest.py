@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,8 @@ def small_request(**changes: object) -> GenerationRequest:
     }
     values.update(changes)
     return GenerationRequest(**values)  # type: ignore[arg-type]
+
+
+def short_passes(model: LoadedModel, frames: int = 17) -> LoadedModel:
+    """The same pipeline with one pass limited to `frames`, so short requests already chain segments."""
+    return replace(model, spec=replace(model.spec, max_frames_per_pass=frames))

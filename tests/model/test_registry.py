@@ -54,3 +54,30 @@ def test_an_unsupported_pipeline_class_is_unknown(tmp_path: Path) -> None:
     (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
     with pytest.raises(UnknownModelError, match="supported pipelines"):
         get_spec(str(tmp_path))
+
+
+def test_requests_may_be_60_s_long_beyond_one_pass() -> None:
+    assert (TINY_WAN.max_frames_per_pass, TINY_WAN.max_frames_total) == (161, 481)
+    assert TINY_WAN.max_total_duration_s(8) == 60
+    assert TINY_WAN.modes == ("text", "image", "extend", "edit")
+
+
+@pytest.mark.parametrize(
+    ("pipeline_class", "modes", "max_frames_total"),
+    [
+        ("WanPipeline", ("text", "image", "extend", "edit"), 961),
+        ("WanImageToVideoPipeline", ("image", "extend"), 961),
+        ("LTXPipeline", ("text",), 257),
+        ("LTXImageToVideoPipeline", ("image", "extend"), 1441),
+        ("CogVideoXPipeline", ("text",), 49),
+        ("CogVideoXImageToVideoPipeline", ("image", "extend"), 481),
+    ],
+)
+def test_each_pipeline_class_names_its_modes_and_longest_request(
+    tmp_path: Path, pipeline_class: str, modes: tuple[str, ...], max_frames_total: int
+) -> None:
+    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": pipeline_class}))
+    spec = get_spec(str(tmp_path))
+    assert (spec.modes, spec.max_frames_total) == (modes, max_frames_total)
+    # 60 s at the family's default rate, or one pass where the pipeline cannot continue a video.
+    assert spec.max_total_duration_s(spec.default_fps) in (60, spec.max_duration_s(spec.default_fps))
