@@ -16,7 +16,7 @@ from app.config import Settings
 from app.provenance.certs import ensure_signing_chain
 from model.export import VideoInfo
 from model.invisible_watermark import InvisibleWatermark, Payload
-from model.provenance import Creation, sign_mp4
+from model.provenance import Creation, Ingredient, sign_mp4
 from model.watermark import VisibleWatermark
 
 
@@ -53,10 +53,35 @@ def mark_frames(
         yield frame
 
 
+# Input images are ingredients the video was made from (inputTo); anything else is a parent video.
+_IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp"})
+
+
+def source_ingredient(parent_video: Path, parent_id: str | None) -> Ingredient:
+    """The C2PA ingredient for the file a job started from: a parent job's video, an uploaded source
+    video, or an input image."""
+    if parent_video.suffix.lower() in _IMAGE_SUFFIXES:
+        return Ingredient(parent_video, parent_video.name, relationship="inputTo")
+    title = f"{parent_id}.mp4" if parent_id else parent_video.name
+    return Ingredient(parent_video, title, relationship="parentOf")
+
+
 def sign_video(
-    path: Path, info: VideoInfo, settings: Settings, *, job_id: str, model_id: str, parent_id: str | None
+    path: Path,
+    info: VideoInfo,
+    settings: Settings,
+    *,
+    job_id: str,
+    model_id: str,
+    parent_id: str | None,
+    parent_video: Path | None = None,
 ) -> VideoInfo:
-    """Embed the signed C2PA manifest into the MP4 at `path`; its facts, with the new size and digest."""
+    """Embed the signed C2PA manifest into the MP4 at `path`; its facts, with the new size and digest.
+
+    `parent_video` is the file the job started from (the parent job's MP4 for an extension or a remix,
+    the source video of an edit, or an input image): it is recorded as the manifest's ingredient, with
+    its own manifest when it has one, and the actions say the video was opened from it and edited.
+    """
     chain = ensure_signing_chain(settings)
     signed = path.with_name(f"signed-{path.name}")
     creation = Creation(
@@ -73,6 +98,7 @@ def sign_video(
         cert_pem=chain.cert.read_bytes(),
         key_pem=chain.key.read_bytes(),
         tsa_url=settings.c2pa_tsa_url,
+        ingredient=source_ingredient(parent_video, parent_id) if parent_video is not None else None,
     )
     os.replace(signed, path)
     data = path.read_bytes()

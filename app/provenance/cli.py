@@ -12,7 +12,7 @@ from app.config import get_settings
 from app.db import session_scope
 from app.provenance import service
 from app.provenance.certs import create_dev_chain, signing_paths
-from app.provenance.schemas import VerifyOut
+from app.provenance.schemas import IngredientOut, VerifyOut
 
 certs_cli = typer.Typer(help="The C2PA signing certificate.", no_args_is_help=True)
 
@@ -72,11 +72,12 @@ def _describe(report: VerifyOut) -> str:
                 f"  action: {a.get('action')} {a.get('digitalSourceType', '')}".rstrip()
                 for a in manifest.actions
             ),
-            *(f"  ingredient: {i.get('title')}" for i in manifest.ingredients),
+            *(_ingredient_line(ingredient) for ingredient in manifest.ingredients),
             *(f"  note: {problem}" for problem in manifest.problems),
         ]
         if manifest.job_id:
-            lines.append(f"  job: {manifest.job_id}, model {manifest.model}")
+            parent = f", from job {manifest.parent_job_id}" if manifest.parent_job_id else ""
+            lines.append(f"  job: {manifest.job_id}, model {manifest.model}{parent}")
     if not mark.found:
         lines.append(f"watermark: not found ({mark.frames} frames read)")
     else:
@@ -85,3 +86,14 @@ def _describe(report: VerifyOut) -> str:
         if mark.job_id:
             lines.append(f"  job: {mark.job_id}, key {mark.api_key_id}")
     return "\n".join(lines)
+
+
+def _ingredient_line(ingredient: IngredientOut) -> str:
+    if not ingredient.has_manifest:
+        own = "no manifest of its own"
+    else:
+        verdict = "valid" if ingredient.valid else "INVALID"
+        own = f"its manifest {verdict}, made with {ingredient.claim_generator}"
+        if ingredient.job_id:
+            own += f", job {ingredient.job_id}"
+    return f"  ingredient ({ingredient.relationship}): {ingredient.title}, {own}"

@@ -7,6 +7,21 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 
+class IngredientOut(BaseModel):
+    """A file the video was made from: the parent video of an edit, remix or extension, or an input image."""
+
+    title: str | None
+    format: str | None
+    relationship: str | None  # parentOf (edited from it) or inputTo (made from it)
+    has_manifest: bool
+    # Its own manifest's validity when the video was signed; null when it had none.
+    valid: bool | None
+    problems: list[str]
+    claim_generator: str | None
+    job_id: str | None  # the Kinema job that made it, from its own manifest
+    model: str | None
+
+
 class ManifestOut(BaseModel):
     """The video's C2PA manifest: whether it is there and valid, and what it says."""
 
@@ -18,9 +33,10 @@ class ManifestOut(BaseModel):
     claim_generator: str | None
     signed_at: str | None
     actions: list[dict[str, Any]]
-    ingredients: list[dict[str, Any]]
+    ingredients: list[IngredientOut]
     job_id: str | None
     model: str | None
+    parent_job_id: str | None  # the job this one edited, remixed or extended
 
 
 class WatermarkOut(BaseModel):

@@ -8,7 +8,6 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.api_keys.models import ApiKey
 from app.config import Settings
 from app.jobs.models import Job
 from app.provenance.schemas import ManifestOut, VerifyOut, WatermarkOut
@@ -17,16 +16,15 @@ from model.provenance import read_manifest
 
 
 def find_job(session: Session, payload: Payload) -> Job | None:
-    """The job whose id and key hash to the payload's; keys are matched first, then their jobs."""
-    key_ids = [
-        key_id for key_id in session.scalars(select(ApiKey.id)) if short_hash(key_id, 16) == payload.key
-    ]
-    if not key_ids:
-        return None
-    for job_id in session.scalars(select(Job.id).where(Job.api_key_id.in_(key_ids))):
-        if short_hash(job_id, 32) == payload.job:
-            return session.get(Job, job_id)
-    return None
+    """The job the payload names: an index lookup on the job hash, then the key hash checked.
+
+    Two jobs share a 32-bit job hash about once in 4 billion pairs; the 16-bit key hash must match too,
+    and if two jobs still do, the newest is named.
+    """
+    candidates = session.scalars(
+        select(Job).where(Job.watermark_job_hash == payload.job).order_by(Job.id.desc())
+    )
+    return next((job for job in candidates if short_hash(job.api_key_id, 16) == payload.key), None)
 
 
 def trace(session: Session | None, settings: Settings, detection: Detection) -> WatermarkOut:
