@@ -1,4 +1,4 @@
-"""The `kinema` console script against a live server: keys and generate."""
+"""The `kinema` console script against a live server: keys and generate (more in test_cli_remote.py)."""
 
 from __future__ import annotations
 
@@ -27,12 +27,12 @@ def test_generate_downloads_the_video(live: Service, live_key: str, tmp_path: Pa
     assert (probe.width, probe.height, probe.frames) == (128, 128, 8)
 
 
-def test_generate_reports_a_refused_request_with_exit_code_3(
+def test_generate_reports_a_refused_request_with_exit_code_2(
     live: Service, live_key: str, tmp_path: Path
 ) -> None:
     env = {**live.env, "KINEMA_API_KEY": live_key, "KINEMA_BASE_URL": live.base_url}
     result = kinema(["generate", "a cat", "--duration", "0", "-o", str(tmp_path / "x.mp4")], env)
-    assert result.returncode == 3
+    assert result.returncode == 2
     assert "duration" in result.stderr
     assert not (tmp_path / "x.mp4").exists()
 
