@@ -9,11 +9,12 @@ import time
 from datetime import UTC, datetime
 from types import TracebackType
 
-from app.db import session_scope
 from app.jobs import runs
 from app.jobs.live import ProgressChannel, ProgressSnapshot
 from app.jobs.states import JobStatus
 from model.config import Phase, StepInfo
+from worker.metrics import StepTimer
+from worker.retry import with_db_retry
 from worker.timing import RunClock
 
 log = logging.getLogger(__name__)
@@ -54,12 +55,14 @@ class ProgressReporter:
         self.channel = channel
         self.write_interval_s = write_interval_s
         self.clock = clock
+        self.step_timer = StepTimer()  # the denoising step-time metric
         self._last_write = 0.0
         self._last_phase: Phase | None = None
         self._last_values: dict[str, object] = {}
 
     def report(self, phase: Phase, step: int, total: int) -> None:
         """Publish now; write the row when the phase changed or the interval passed."""
+        self.step_timer.tick(phase, step)
         progress = percent(phase, step, total)
         finish = self.clock.expected_finish(phase, step, total) if self.clock is not None else None
         if self.channel is not None:
@@ -75,16 +78,19 @@ class ProgressReporter:
         }
         if phase != self._last_phase or now - self._last_write >= self.write_interval_s or step == total:
             self._last_phase, self._last_write = phase, now
-            with session_scope() as session:
-                owned = runs.heartbeat(session, self.run, **self._last_values)
-            if not owned:
+            if not self._write(dict(self._last_values)):
                 raise RunLost(self.run.job_id)
 
     def flush(self) -> None:
         """Write the last report to the row now, so a run that stops shows where it got to."""
         if self._last_values:
-            with session_scope() as session:
-                runs.heartbeat(session, self.run, **self._last_values)
+            self._write(dict(self._last_values))
+
+    def _write(self, values: dict[str, object]) -> bool:
+        """Write `values` and refresh the lease (retried across a dropped connection); False: job lost."""
+        return with_db_retry(
+            lambda session: runs.heartbeat(session, self.run, **values), what=f"progress of {self.run.job_id}"
+        )
 
     def on_step(self, info: StepInfo) -> None:
         """The `on_step` callback given to `model.generate`."""
@@ -104,11 +110,13 @@ class Heartbeat:
     def _beat(self) -> None:
         while not self._stop.wait(self.interval_s):
             try:
-                with session_scope() as session:
-                    if not runs.heartbeat(session, self.run):
-                        self.lost.set()
-                        return
-            except Exception as exc:  # a dropped connection: try again next beat
+                owned = with_db_retry(
+                    lambda session: runs.heartbeat(session, self.run), what=f"heartbeat of {self.run.job_id}"
+                )
+                if not owned:
+                    self.lost.set()
+                    return
+            except Exception as exc:  # the database is still down after the retries: try again next beat
                 log.warning("heartbeat for %s failed: %s", self.run.job_id, exc)
 
     def __enter__(self) -> Heartbeat:

@@ -14,6 +14,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
+from app.jobs import recovery
 from app.jobs.models import Job
 from app.jobs.states import TERMINAL, JobStatus, sources_of
 from app.webhooks import events
@@ -35,15 +36,20 @@ class Run:
     token: str
 
 
-def claim(session: Session, job_id: str, *, worker: str, lease_s: float) -> tuple[ClaimResult, Run | None]:
-    """Take a queued job, or an in-progress job whose worker stopped heartbeating."""
+def claim(
+    session: Session, job_id: str, *, worker: str, lease_s: float, max_attempts: int | None = None
+) -> tuple[ClaimResult, Run | None]:
+    """Take a queued job, or an in-progress job whose worker stopped heartbeating; one that already ran
+    `max_attempts` times is failed (`worker_lost`) instead of taken over."""
     now = utcnow()
     token = uuid.uuid4().hex
     stale = now - timedelta(seconds=lease_s)
-    takeable = or_(
-        Job.status == JobStatus.QUEUED,
-        and_(Job.status == JobStatus.IN_PROGRESS, or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale)),
+    takeover = and_(
+        Job.status == JobStatus.IN_PROGRESS, or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale)
     )
+    if max_attempts is not None:
+        takeover = and_(takeover, Job.attempts < max_attempts)
+    takeable = or_(Job.status == JobStatus.QUEUED, takeover)
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status.in_(sources_of(JobStatus.IN_PROGRESS)), takeable)
@@ -69,6 +75,10 @@ def claim(session: Session, job_id: str, *, worker: str, lease_s: float) -> tupl
         return ClaimResult.CLAIMED, Run(job_id=job_id, token=token)
     status = session.scalar(select(Job.status).where(Job.id == job_id))
     if status is None or JobStatus(status) in TERMINAL:
+        return ClaimResult.GONE, None
+    if max_attempts is not None and recovery.fail_exhausted(
+        session, job_id, lease_s=lease_s, max_attempts=max_attempts
+    ):
         return ClaimResult.GONE, None
     return ClaimResult.BUSY, None
 

@@ -15,9 +15,10 @@ class JobStatus(StrEnum):
 
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.QUEUED: frozenset({JobStatus.IN_PROGRESS, JobStatus.FAILED, JobStatus.CANCELED}),
-    # in_progress -> in_progress: a redelivered task takes over a job whose worker died (its lease ran out).
+    # in_progress -> in_progress: a redelivered task takes over a job whose worker died (its lease ran out);
+    # in_progress -> queued: the sweeper re-queues such a job itself (app/jobs/recovery.py).
     JobStatus.IN_PROGRESS: frozenset(
-        {JobStatus.IN_PROGRESS, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED}
+        {JobStatus.QUEUED, JobStatus.IN_PROGRESS, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED}
     ),
     JobStatus.SUCCEEDED: frozenset(),
     JobStatus.FAILED: frozenset(),
