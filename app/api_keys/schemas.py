@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.api_keys.models import DEFAULT_SCOPES, ApiKey, Scope
 
 _LIMIT_HELP = "null: the deployment's default (KINEMA_DEFAULT_*); 0: unlimited."
+# The limit columns are 32-bit integers: a larger value is a 400, not a database error.
+MAX_LIMIT = 2**31 - 1
 
 
 class KeyCreate(BaseModel):
@@ -21,12 +23,14 @@ class KeyCreate(BaseModel):
     scopes: list[Scope] = Field(
         default_factory=lambda: list(DEFAULT_SCOPES), min_length=1, description="generate, read, admin."
     )
-    rate_limit_rpm: int | None = Field(default=None, ge=0, description=f"Requests per minute. {_LIMIT_HELP}")
+    rate_limit_rpm: int | None = Field(
+        default=None, ge=0, le=MAX_LIMIT, description=f"Requests per minute. {_LIMIT_HELP}"
+    )
     max_concurrent_jobs: int | None = Field(
-        default=None, ge=0, description=f"Jobs queued or running at once. {_LIMIT_HELP}"
+        default=None, ge=0, le=MAX_LIMIT, description=f"Jobs queued or running at once. {_LIMIT_HELP}"
     )
     monthly_quota_s: int | None = Field(
-        default=None, ge=0, description=f"Seconds of video per calendar month. {_LIMIT_HELP}"
+        default=None, ge=0, le=MAX_LIMIT, description=f"Seconds of video per calendar month. {_LIMIT_HELP}"
     )
 
 
@@ -37,9 +41,9 @@ class KeyUpdate(BaseModel):
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     scopes: list[Scope] | None = Field(default=None, min_length=1)
-    rate_limit_rpm: int | None = Field(default=None, ge=0)
-    max_concurrent_jobs: int | None = Field(default=None, ge=0)
-    monthly_quota_s: int | None = Field(default=None, ge=0)
+    rate_limit_rpm: int | None = Field(default=None, ge=0, le=MAX_LIMIT)
+    max_concurrent_jobs: int | None = Field(default=None, ge=0, le=MAX_LIMIT)
+    monthly_quota_s: int | None = Field(default=None, ge=0, le=MAX_LIMIT)
 
 
 class KeyOut(BaseModel):
