@@ -7,10 +7,12 @@ from functools import lru_cache
 from celery import Celery
 
 from app.config import Settings, get_settings
+from app.served_models import queue_for
 
 GENERATE_TASK = "kinema.generate_video"
 WEBHOOK_DELIVER_TASK = "kinema.webhooks.deliver"
 WEBHOOK_SWEEP_TASK = "kinema.webhooks.sweep"
+JOB_SWEEP_TASK = "kinema.jobs.sweep"
 
 
 class QueueUnavailable(Exception):
@@ -62,11 +64,15 @@ def get_celery() -> Celery:
     return make_celery(get_settings())
 
 
-def enqueue_generation(job_id: str) -> None:
-    """Send the generation task for a committed job row; the task carries the id only."""
+def enqueue_generation(job_id: str, model: str | None = None) -> None:
+    """Send the generation task for a committed job row to its model's queue; the task carries the id only.
+
+    `model` None: the default model's queue (KINEMA_QUEUE_NAME).
+    """
     settings = get_settings()
+    queue = settings.queue_name if model is None else queue_for(model, settings)
     try:
-        get_celery().send_task(GENERATE_TASK, args=[job_id], queue=settings.queue_name)
+        get_celery().send_task(GENERATE_TASK, args=[job_id], queue=queue)
     except Exception as exc:  # kombu raises transport-specific errors
         raise QueueUnavailable(str(exc)) from exc
 
