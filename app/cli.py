@@ -8,18 +8,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import httpx
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from app.api_keys.cli import keys_cli
 from app.config import get_settings
+from app.jobs.cli import generate, jobs_cli
 from app.moderation.cli import moderation_cli
 from app.provenance.certs import ensure_signing_chain
 from app.provenance.cli import certs_cli, verify
+from app.served_models import is_served, queue_for, served_paths
+from app.webhooks.cli import webhooks_cli
 
 cli = typer.Typer(
     help="Kinema: self-hosted video generation.", no_args_is_help=True, pretty_exceptions_enable=False
@@ -27,13 +27,10 @@ cli = typer.Typer(
 cli.add_typer(keys_cli, name="keys")
 cli.add_typer(certs_cli, name="certs")
 cli.add_typer(moderation_cli, name="moderation")
+cli.add_typer(jobs_cli, name="jobs")
+cli.add_typer(webhooks_cli, name="webhooks")
+cli.command()(generate)
 cli.command()(verify)
-err = Console(stderr=True)
-
-# Exit codes `kinema generate` uses so scripts can tell failures apart.
-EXIT_JOB_FAILED = 2
-EXIT_API_ERROR = 3
-EXIT_UNREACHABLE = 4
 
 
 @cli.command()
@@ -51,14 +48,47 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(help="API processes.")] = 1,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    log_level: Annotated[
+        str | None, typer.Option(help="Log level (default: KINEMA_LOG_LEVEL, else info).")
+    ] = None,
 ) -> None:
-    """Run the API server (uvicorn)."""
+    """Run the API server (uvicorn); its logs go through the app's JSON (or console) handler."""
     import uvicorn
 
+    if log_level:
+        os.environ["KINEMA_LOG_LEVEL"] = log_level.upper()  # the app's processes read it
+        get_settings.cache_clear()
+    settings = get_settings()
+    from app.logs import configure_logging
+
+    configure_logging(settings.log_format, settings.log_level)  # this process's own lines (the supervisor's)
+    _metrics_dir_for(f"api-{port}", processes=workers)
     uvicorn.run(
-        "app.main:create_app", factory=True, host=host, port=port, workers=workers, log_level=log_level
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+        log_config=None,  # the app configures logging; uvicorn's loggers propagate to it
+        access_log=False,  # the app's access line carries the request id, route and key
+        h11_max_incomplete_event_size=settings.max_header_bytes,
     )
+
+
+def _metrics_dir_for(name: str, *, processes: int) -> None:
+    """Set up PROMETHEUS_MULTIPROC_DIR before the processes that count start (see docs/operations.md).
+
+    A folder the operator named is emptied of old values; with several processes and none named, one
+    under KINEMA_HOME is made. One process with none named counts in memory.
+    """
+    from app.metrics.exposition import multiprocess_dir, prepare_multiprocess_dir
+
+    named = multiprocess_dir()
+    if named is not None:
+        prepare_multiprocess_dir(Path(named))
+    elif processes > 1:
+        prepare_multiprocess_dir(get_settings().home / "metrics" / name)
 
 
 # What a worker can consume: generations (GPU) and webhook deliveries (network only).
@@ -71,10 +101,15 @@ def worker_command(
     pool: str = "prefork",
     queues: tuple[str, ...] = WORKER_QUEUES,
     beat: bool = False,
+    model: str | None = None,
 ) -> list[str]:
-    """The Celery worker command line; one process per GPU is the production shape."""
+    """The Celery worker command line; one process per GPU is the production shape.
+
+    `model`: the served model whose queue "generate" means (default: KINEMA_MODEL_ID's, KINEMA_QUEUE_NAME).
+    """
     settings = get_settings()
-    names = {"generate": settings.queue_name, "webhooks": settings.webhook_queue_name}
+    generate_queue = settings.queue_name if model is None else queue_for(model, settings)
+    names = {"generate": generate_queue, "webhooks": settings.webhook_queue_name}
     command = [
         sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
         "--queues", ",".join(names[queue] for queue in queues),
@@ -110,20 +145,34 @@ def worker(
         str, typer.Option(help="What to consume: generate, webhooks, or both (comma-separated).")
     ] = ",".join(WORKER_QUEUES),
     beat: Annotated[
-        bool, typer.Option("--beat", help="Also run Celery beat (the webhook sweeper): on one host only.")
+        bool,
+        typer.Option("--beat", help="Also run Celery beat (the webhook and job sweepers): on one host only."),
     ] = False,
+    model: Annotated[
+        str | None,
+        typer.Option(help="The served model to load and take jobs for (default: KINEMA_MODEL_ID)."),
+    ] = None,
 ) -> None:
     """Run a Celery worker: GPU generations (the model loads once per process) and webhook deliveries."""
     chosen = _queues(queues)
+    if model is not None:
+        if not is_served(model, get_settings()):
+            served = ", ".join(served_paths(get_settings()))
+            raise typer.BadParameter(f"{model!r} is not served (KINEMA_MODEL_ID, KINEMA_MODELS): {served}")
+        os.environ["KINEMA_WORKER_MODEL"] = model  # the pool processes load this model (worker/runtime.py)
     # A webhooks-only worker waits on the network: threads, and no model loaded.
     pool_name = pool or ("prefork" if "generate" in chosen else "threads")
-    command = worker_command(concurrency, loglevel, pool_name, chosen, beat)
+    metrics_port = get_settings().worker_metrics_port
+    if metrics_port:
+        # Pool processes record, the main process serves: they share values through this folder.
+        _metrics_dir_for(f"worker-{metrics_port}", processes=2)
+    command = worker_command(concurrency, loglevel, pool_name, chosen, beat, model)
     os.execvp(command[0], command)
 
 
 @cli.command()
 def beat(loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO") -> None:
-    """Run Celery beat alone: it schedules the webhook sweeper. Run exactly one per deployment."""
+    """Run Celery beat alone: it schedules the webhook and job sweepers. Run exactly one per deployment."""
     settings = get_settings()
     settings.home.mkdir(parents=True, exist_ok=True)
     command = [
@@ -167,6 +216,8 @@ def dev(
     base = f"http://{host}:{port}"
     # Development: webhooks may target this machine, and their links name this server.
     os.environ.setdefault("KINEMA_WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")
+    os.environ.setdefault("KINEMA_INPUT_ALLOW_PRIVATE_URLS", "true")  # image_url/video_url on this machine
+    os.environ.setdefault("KINEMA_LOG_FORMAT", "console")  # logs for a person at a terminal
     os.environ.setdefault("KINEMA_API_BASE_URL", base.replace("://0.0.0.0:", "://127.0.0.1:"))
     get_settings.cache_clear()
     settings = get_settings()
@@ -174,8 +225,17 @@ def dev(
     migrate()
     ensure_signing_chain(settings)  # `kinema certs init` if there is no signing certificate yet
     key = _dev_key(settings.home)
+    # One generation worker per served model, each loading its model and taking its queue.
+    generation_workers = [
+        subprocess.Popen(
+            worker_command(loglevel="WARNING", queues=("generate",), model=model_id),
+            env={**os.environ, "KINEMA_WORKER_MODEL": model_id},
+            start_new_session=True,
+        )
+        for model_id in served_paths(settings)
+    ]
     workers = [
-        subprocess.Popen(worker_command(loglevel="WARNING", queues=("generate",)), start_new_session=True),
+        *generation_workers,
         # Webhook deliveries never wait behind a generation; beat runs the sweeper.
         subprocess.Popen(
             worker_command(4, "WARNING", "threads", queues=("webhooks",), beat=True), start_new_session=True
@@ -192,6 +252,7 @@ def dev(
         '"duration": 2}\'\n'
         f'  kinema generate "a red ball rolling across a wooden table" --duration 2 -o out.mp4 '
         f"--base-url {base}\n"
+        f"Playground: {base}/playground\n"
         f"API docs: {base}/docs\n"
     )
     # uvicorn re-raises SIGTERM after its graceful shutdown; as an exit, so the workers below are stopped.
@@ -221,114 +282,6 @@ def _redact(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return url
-
-
-def _api_error(response: httpx.Response) -> str:
-    try:
-        error: dict[str, Any] = response.json()["error"]
-        param = f" (param: {error['param']})" if error.get("param") else ""
-        return f"{response.status_code} {error.get('code')}: {error.get('message')}{param}"
-    except Exception:
-        return f"{response.status_code}: {response.text[:200]}"
-
-
-@cli.command()
-def generate(
-    prompt: Annotated[str, typer.Argument(help="What the video shows.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the MP4.")] = Path("out.mp4"),
-    duration: Annotated[float, typer.Option(help="Seconds.")] = 4,
-    resolution: Annotated[str | None, typer.Option(help="480p, 720p, 1080p or WxH.")] = None,
-    aspect_ratio: Annotated[str | None, typer.Option(help="16:9, 9:16, 1:1, 4:3 or 3:4.")] = None,
-    fps: Annotated[int | None, typer.Option(help="Frames per second.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
-    steps: Annotated[int | None, typer.Option(help="Denoising steps.")] = None,
-    guidance_scale: Annotated[float | None, typer.Option(help="Guidance scale.")] = None,
-    negative_prompt: Annotated[str | None, typer.Option(help="What to avoid.")] = None,
-    base_url: Annotated[
-        str, typer.Option(envvar="KINEMA_BASE_URL", help="The API's URL.")
-    ] = "http://127.0.0.1:8000",
-    api_key: Annotated[str, typer.Option(envvar="KINEMA_API_KEY", help="Your API key.")] = "",
-    poll_interval: Annotated[float, typer.Option(help="Seconds between polls.")] = 0.5,
-) -> None:
-    """Submit a job through the API, show its progress, and download the MP4."""
-    if not api_key:
-        err.print("[red]No API key: pass --api-key or set KINEMA_API_KEY.[/red]")
-        raise typer.Exit(EXIT_API_ERROR)
-    body: dict[str, Any] = {"prompt": prompt, "duration": duration}
-    optional = {
-        "resolution": resolution, "aspect_ratio": aspect_ratio, "fps": fps, "seed": seed,
-        "num_inference_steps": steps, "guidance_scale": guidance_scale, "negative_prompt": negative_prompt,
-    }  # fmt: skip
-    body.update({name: value for name, value in optional.items() if value is not None})
-    headers = {"Authorization": f"Bearer {api_key}"}
-    try:
-        with httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=30) as client:
-            response = client.post("/generate", json=body)
-            if response.status_code != 202:
-                err.print(f"[red]Submit refused: {_api_error(response)}[/red]")
-                raise typer.Exit(EXIT_API_ERROR)
-            job = response.json()
-            err.print(f"job {job['id']} queued")
-            job = _follow(client, job, poll_interval)
-            if job["status"] != "succeeded":
-                error = job.get("error") or {}
-                err.print(
-                    f"[red]Job {job['id']} {job['status']}: {error.get('code')}: {error.get('message')}[/red]"
-                )
-                raise typer.Exit(EXIT_JOB_FAILED)
-            _download(client, f"/jobs/{job['id']}/video", output)
-    except httpx.TransportError as exc:
-        err.print(f"[red]Cannot reach {base_url}: {exc}[/red]")
-        raise typer.Exit(EXIT_UNREACHABLE) from exc
-    out = job["output"]
-    typer.echo(
-        f"{output} ({out['width']}x{out['height']}, {out['frames']} frames at {out['fps']} fps, "
-        f"{out['bytes']} bytes)"
-    )
-
-
-def _follow(client: httpx.Client, job: dict[str, Any], poll_interval: float) -> dict[str, Any]:
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=err, transient=False) as bar:
-        task = bar.add_task("queued", total=100)
-        while job["status"] in ("queued", "in_progress"):
-            time.sleep(poll_interval)
-            response = client.get(f"/jobs/{job['id']}")
-            if response.status_code != 200:
-                err.print(f"[red]Polling failed: {_api_error(response)}[/red]")
-                raise typer.Exit(EXIT_API_ERROR)
-            job = response.json()
-            label = job["phase"]
-            if job["status"] == "queued" and job.get("queue_position") is not None:
-                label = f"queued ({job['queue_position']} ahead)"
-            elif job["total_steps"]:
-                label = f"{job['phase']} {job['step']}/{job['total_steps']}"
-            bar.update(task, completed=job["progress"], description=label)
-        bar.update(
-            task,
-            completed=100 if job["status"] == "succeeded" else job["progress"],
-            description=job["status"],
-        )
-    return job
-
-
-def _download(client: httpx.Client, path: str, output: Path) -> None:
-    # httpx drops the Authorization header when a redirect leaves the API's origin (presigned S3 URL).
-    with client.stream("GET", path, follow_redirects=True) as response:
-        if response.status_code != 200:
-            response.read()
-            err.print(f"[red]Download failed: {_api_error(response)}[/red]")
-            raise typer.Exit(EXIT_API_ERROR)
-        tmp = output.with_name(f".{output.name}.part")
-        with tmp.open("wb") as out:
-            for chunk in response.iter_bytes(1024 * 1024):
-                out.write(chunk)
-        tmp.replace(output)
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -27,6 +28,10 @@ class Settings(BaseSettings):
     # Live progress and (later) rate limits; empty disables the Redis progress channel.
     redis_url: str = ""
     queue_name: str = "kinema.generate"
+    # Authenticated keys are remembered per API process this long (0: off); revokes clear it at once.
+    auth_cache_ttl_s: float = Field(default=5.0, ge=0)
+    # Requests one API process works on at once (until their response starts); more get 503 (0: no cap).
+    max_in_flight_requests: int = Field(default=64, ge=0)
     # Redis transport: how long an unacknowledged task waits before redelivery.
     broker_visibility_timeout_s: int = 3600
 
@@ -42,7 +47,13 @@ class Settings(BaseSettings):
     s3_create_bucket: bool = True
     presign_expires_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
 
+    # The default model: what a request that names none gets (its queue is KINEMA_QUEUE_NAME).
     model_id: str = "builtin:tiny-wan"
+    # More served models, id -> local diffusers directory: `{"mochi": "/models/mochi"}` or
+    # `mochi=/models/mochi,wan-14b=/models/wan`. Each gets its own queue (app/served_models.py).
+    models: Annotated[dict[str, str], NoDecode] = {}
+    # Set by `kinema worker --model ID`: the model this worker loads and whose queue it takes.
+    worker_model: str = ""
     model_cache_dir: Path | None = None
 
     # Worker speed switches (model.config.InferenceOptions); the defaults are plain diffusers.
@@ -70,6 +81,25 @@ class Settings(BaseSettings):
     # Worker: a job whose heartbeat is older than this is taken over by a redelivered task.
     job_lease_s: int = Field(default=60, ge=2)
     progress_write_interval_s: float = 0.25
+
+    # Failures and recovery (README). The job sweeper (Celery beat) runs this often: it re-sends queued
+    # jobs whose task the broker no longer holds, and re-queues running jobs whose heartbeat stopped.
+    job_sweep_interval_s: float = Field(default=30, gt=0)
+    # A queued job whose task is not in the broker this long after it was queued is sent again.
+    job_redispatch_after_s: float = Field(default=60, gt=0)
+    # Runs a job may start (first run and takeovers after a lost worker); then it fails `worker_lost`.
+    job_max_attempts: int = Field(default=3, ge=1)
+    # Worker state writes retry a dropped database connection with backoff this long, then give up.
+    db_retry_deadline_s: float = Field(default=30, ge=0)
+    # Output uploads: tries per object, the first wait (doubled each retry, at most 30 s), the time limit.
+    storage_retry_attempts: int = Field(default=6, ge=1)
+    storage_retry_backoff_s: float = Field(default=1.0, ge=0)
+    storage_retry_deadline_s: float = Field(default=120, gt=0)
+    # botocore's own attempts per S3 call (standard retry mode), inside each of the tries above.
+    s3_max_attempts: int = Field(default=5, ge=1)
+    # Cold shutdown (SIGQUIT, or SIGTERM with REMAP_SIGTERM=SIGQUIT): let the job run this long, then hand
+    # it back to the queue. 0: hand it back at once. A plain SIGTERM waits for the job to finish.
+    worker_soft_shutdown_s: float = Field(default=0, ge=0)
     # How long an Idempotency-Key replays its job; after that the same key makes a new job.
     idempotency_key_ttl_s: int = Field(default=24 * 3600, ge=1)
     # How often a running job's worker reads its row for a cancel request (Redis is read every step).
@@ -96,6 +126,19 @@ class Settings(BaseSettings):
     # POST /v1/provenance/verify: the largest upload.
     verify_max_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
 
+    # Untrusted inputs (app/inputs): images and videos uploaded or fetched for image-to-video and edits.
+    input_image_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    # Checked from the header before decoding: a small file can claim a huge canvas (decompression bomb).
+    input_image_max_pixels: int = Field(default=25_000_000, ge=1)
+    input_video_max_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
+    input_video_max_duration_s: float = Field(default=60, gt=0)
+    input_video_max_side: int = Field(default=4096, ge=16)
+    input_video_max_pixels: int = Field(default=3840 * 2160, ge=1)
+    # image_url / video_url downloads: the whole download within this time, then it is refused.
+    input_fetch_timeout_s: float = Field(default=30, gt=0)
+    # Development and tests only: production refuses private, loopback and link-local URLs (SSRF).
+    input_allow_private_urls: bool = False
+
     # Per-key limits for keys that set none of their own; 0 means unlimited.
     default_rate_limit_rpm: int = Field(default=600, ge=0)
     default_max_concurrent_jobs: int = Field(default=16, ge=0)
@@ -120,6 +163,33 @@ class Settings(BaseSettings):
     moderation_timeout_s: float = Field(default=2.0, gt=0)
     # When the classifier cannot answer: false refuses the request (503), true lets it through.
     moderation_fail_open: bool = False
+    # Input images and video frames (app/moderation/media.py), checked in the worker: an image
+    # classifier (OpenAI-moderation-like, image_url inputs) asked after the sanity checks; empty: none.
+    # It shares the API key and fail-open setting above.
+    moderation_image_url: str = ""
+    moderation_image_timeout_s: float = Field(default=10.0, gt=0)
+
+    # Operations (docs/operations.md). Logs: one JSON object a line, or a console format for people.
+    log_format: Literal["json", "console"] = "json"
+    log_level: str = "INFO"
+    # One line per API request (method, route, status, duration, request and key ids).
+    access_log: bool = True
+    # GET /metrics on the API; a token makes it ask for `Authorization: Bearer <token>`.
+    metrics_enabled: bool = True
+    metrics_token: str = ""
+    # Workers serve their metrics on this port (0: not served); see docs/operations.md.
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+
+    # Request limits (app/limits/requests.py): non-multipart bodies (JSON), all header lines together,
+    # and how long a body may take: between two chunks, and in all.
+    max_json_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    request_body_idle_timeout_s: float = Field(default=30, gt=0)
+    request_body_timeout_s: float = Field(default=600, gt=0)
+    # Browsers on these origins may call the API (CORS); empty: none (the playground is same-origin).
+    cors_origins: Annotated[list[str], NoDecode] = []
+    # Strict-Transport-Security max-age on every response when > 0 (serve over HTTPS only, then set it).
+    hsts_max_age_s: int = Field(default=0, ge=0)
 
     @field_validator("webhook_retry_schedule_s", mode="before")
     @classmethod
@@ -127,6 +197,31 @@ class Settings(BaseSettings):
         # `5,300,1800` or `[5, 300, 1800]` in the environment.
         if isinstance(value, str):
             return [float(part) for part in value.strip().strip("[]").split(",") if part.strip()]
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origin_list(cls, value: object) -> object:
+        # `https://a.example,https://b.example` in the environment.
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _model_map(cls, value: object) -> object:
+        # JSON (`{"id": "/path"}` or `{"id": {"path": "/path"}}`) or `id=/path,id2=/path2`.
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("{"):
+                value = json.loads(text)
+            else:
+                pairs = [part.split("=", 1) for part in text.split(",") if part.strip()]
+                if any(len(pair) != 2 for pair in pairs):
+                    raise ValueError("KINEMA_MODELS: use id=path,id2=path2 or a JSON object")
+                return {key.strip(): path.strip() for key, path in pairs}
+        if isinstance(value, dict):
+            return {key: entry["path"] if isinstance(entry, dict) else entry for key, entry in value.items()}
         return value
 
     @field_validator("home")
@@ -145,6 +240,12 @@ class Settings(BaseSettings):
     @property
     def effective_storage_dir(self) -> Path:
         return (self.storage_dir or self.home / "storage").expanduser().resolve()
+
+    @property
+    def max_multipart_body_bytes(self) -> int:
+        """The largest multipart body: the largest file any endpoint takes, plus room for the fields."""
+        largest = max(self.input_image_max_bytes, self.input_video_max_bytes, self.verify_max_bytes)
+        return largest + 1024 * 1024
 
     @property
     def effective_model_cache_dir(self) -> Path:

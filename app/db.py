@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, make_url
+from sqlalchemy import exc as exc_module
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -56,7 +58,7 @@ def utcnow() -> datetime:
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine tuned per backend: WAL and a busy timeout for SQLite, pre-ping for Postgres."""
+    """An engine tuned per backend: WAL and a busy timeout for SQLite, idle pre-ping for Postgres."""
     if url.startswith("sqlite"):
         database = make_url(url).database
         if database and database != ":memory:":
@@ -73,11 +75,43 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cursor.close()
 
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
     if "poolclass" not in kwargs:
         kwargs.setdefault("pool_size", 10)
         kwargs.setdefault("max_overflow", 20)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    _ping_idle_connections(engine, idle_s=PING_IDLE_S)
+    return engine
+
+
+# A pooled connection idle longer than this is pinged before use; a busier one is used as it is.
+PING_IDLE_S = 10.0
+
+
+def _ping_idle_connections(engine: Engine, *, idle_s: float) -> None:
+    """Pre-ping, but only connections that sat idle: a restarted or dropped server is noticed on the
+    first checkout after a pause, and a hot pool does not pay a round trip per checkout.
+
+    A connection that died while busy still fails its statement; the pool then invalidates it and
+    every other connection of its generation (SQLAlchemy's disconnect handling), so one request errs.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["checked_in_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        last = record.info.get("checked_in_at")
+        if last is None or time.monotonic() - last < idle_s:
+            return
+        try:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            if not dbapi_connection.autocommit:
+                dbapi_connection.rollback()  # end the transaction the ping opened
+        except Exception as exc:
+            # The pool discards this connection and retries the checkout with a fresh one.
+            raise exc_module.DisconnectionError(str(exc)) from exc
 
 
 @lru_cache

@@ -11,7 +11,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
+from app.api_keys.cache import get_key_cache
 from app.api_keys.models import ApiKey, Scope
 from app.deps import SessionDep
 from app.errors import AuthenticationFailed, PermissionDenied
@@ -47,17 +49,24 @@ def split_key(key: str) -> str | None:
 
 
 def authenticate(session: Session, key: str) -> ApiKey:
-    """The active key row for `key`, or AuthenticationFailed."""
+    """The active key row for `key` (a detached copy when it came from the key cache), or
+    AuthenticationFailed."""
     prefix = split_key(key)
     if prefix is None:
         raise AuthenticationFailed("Incorrect API key provided.")
+    presented = hash_key(key)
+    cache = get_key_cache()
+    cached = cache.get(presented)
+    if cached is not None:
+        return cached  # its hash matched when it was cached: the cache key is that hash
     row = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
     # Compare even when no row exists so timing does not reveal which prefixes are real.
     expected = row.key_hash if row is not None else "0" * 64
-    if not hmac.compare_digest(expected, hash_key(key)) or row is None:
+    if not hmac.compare_digest(expected, presented) or row is None:
         raise AuthenticationFailed("Incorrect API key provided.")
     if not row.is_active:
         raise AuthenticationFailed("This API key has been revoked.", code="revoked_api_key")
+    cache.put(presented, row)
     return row
 
 
@@ -73,12 +82,20 @@ def _bearer_token(request: Request) -> str:
     return token.strip()
 
 
-def require_api_key(request: Request, session: SessionDep) -> ApiKey:
-    """FastAPI dependency: the caller's active API key, its request counted against its rate limit."""
-    key = authenticate(session, _bearer_token(request))
+def _authenticate_and_count(request: Request, session: Session, token: str) -> ApiKey:
+    key = authenticate(session, token)
     request.state.api_key_id = key.id
     enforce_request_rate(request, key)
     return key
+
+
+async def require_api_key(request: Request, session: SessionDep) -> ApiKey:
+    """FastAPI dependency: the caller's active API key, its request counted against its rate limit.
+
+    One threadpool hop for both (the key lookup, when not cached, and the rate limiter's Redis call).
+    """
+    token = _bearer_token(request)
+    return await run_in_threadpool(_authenticate_and_count, request, session, token)
 
 
 CurrentKey = Annotated[ApiKey, Depends(require_api_key)]
@@ -90,7 +107,7 @@ class RequireScope:
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
 
-    def __call__(self, key: CurrentKey) -> ApiKey:
+    async def __call__(self, key: CurrentKey) -> ApiKey:  # async: no I/O, so no threadpool hop
         if self.scope not in key.scope_list:
             raise PermissionDenied(
                 f"This API key lacks the '{self.scope}' scope, which this endpoint needs "

@@ -42,6 +42,7 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: find the bench package
 from bench.machine import CLOCK_TICKS, machine_busy, machine_info, table, wait_for_quiet  # noqa: E402
+from bench.rawhttp import ConnectionPool, HttpError, build_request  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 PACKAGES = ("fastapi", "starlette", "uvicorn", "sqlalchemy", "psycopg", "celery", "kombu", "httpx")
@@ -273,19 +274,17 @@ class LoadResult:
 
 
 async def open_loop(
-    client: httpx.AsyncClient,
-    method: str,
-    path: str,
-    body: dict[str, Any] | None,
+    pool: ConnectionPool,
+    requests: Sequence[bytes],
+    endpoint: str,
     *,
-    keys: Sequence[str],
     expect: int,
     rate: float,
     duration_s: float,
     drain_timeout_s: float,
 ) -> LoadResult:
-    """Send `rate * duration_s` requests on a fixed schedule, the keys taking turns; latency counts from
-    each request's scheduled time."""
+    """Send `rate * duration_s` requests on a fixed schedule, the keys' requests taking turns; latency
+    counts from each request's scheduled time."""
     loop = asyncio.get_running_loop()
     count = max(1, round(rate * duration_s))
     start_at = loop.time() + 0.05
@@ -294,22 +293,20 @@ async def open_loop(
     errors: Counter[str] = Counter()
     last_done = start_at
 
-    async def one(scheduled: float, key: str) -> None:
+    async def one(scheduled: float, request: bytes) -> None:
         nonlocal last_done
         lags.append((loop.time() - scheduled) * 1000)
         try:
-            response = await client.request(
-                method, path, json=body, headers={"Authorization": f"Bearer {key}"}
-            )
-        except httpx.HTTPError as exc:
-            errors[type(exc).__name__] += 1
+            status, _ = await pool.request(request)
+        except HttpError as exc:
+            errors[str(exc).split(":")[0]] += 1
             return
         done = loop.time()
         last_done = max(last_done, done)
-        if response.status_code == expect:
+        if status == expect:
             latencies.append((done - scheduled) * 1000)
         else:
-            errors[f"http_{response.status_code}"] += 1
+            errors[f"http_{status}"] += 1
 
     tasks: list[asyncio.Task[None]] = []
     for i in range(count):
@@ -317,7 +314,7 @@ async def open_loop(
         delay = scheduled - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(scheduled, keys[i % len(keys)])))
+        tasks.append(asyncio.create_task(one(scheduled, requests[i % len(requests)])))
     _, pending = await asyncio.wait(tasks, timeout=drain_timeout_s)
     for task in pending:
         task.cancel()
@@ -326,7 +323,7 @@ async def open_loop(
         await asyncio.wait(pending, timeout=5)
     window = max(last_done - start_at, 1e-9)
     return LoadResult(
-        endpoint=f"{method} {path}",
+        endpoint=endpoint,
         rate=rate,
         duration_s=duration_s,
         sent=count,
@@ -354,34 +351,27 @@ async def measure(
     connections: int,
     api_pid: int,
 ) -> LoadResult:
-    """A warm-up run (discarded) and then the measured run, on one pooled client."""
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=10) as client:
+    """A warm-up run (discarded) and then the measured run, on one pool of keep-alive connections."""
+    url = httpx.URL(base_url)
+    host, port = str(url.host), int(url.port or 80)
+    requests = [
+        build_request(method, path, f"{host}:{port}", headers={"Authorization": f"Bearer {key}"}, body=body)
+        for key in keys
+    ]
+    endpoint = f"{method} {path}"
+    pool = ConnectionPool(host, port, connections)
+    try:
         if warmup_s > 0:
             await open_loop(
-                client,
-                method,
-                path,
-                body,
-                keys=keys,
-                expect=expect,
-                rate=rate,
-                duration_s=warmup_s,
-                drain_timeout_s=15,
+                pool, requests, endpoint, expect=expect, rate=rate, duration_s=warmup_s, drain_timeout_s=15
             )
         cpu_before, busy_before = cpu_by_process(api_pid), machine_busy()
         result = await open_loop(
-            client,
-            method,
-            path,
-            body,
-            keys=keys,
-            expect=expect,
-            rate=rate,
-            duration_s=duration_s,
-            drain_timeout_s=30,
+            pool, requests, endpoint, expect=expect, rate=rate, duration_s=duration_s, drain_timeout_s=30
         )
         cpu_after, busy_after = cpu_by_process(api_pid), machine_busy()
+    finally:
+        pool.close()
     used = cpu_used(cpu_before, cpu_after)
     # Whatever else ran on the machine meanwhile (other people's jobs, the kernel): noise to watch.
     used["other"] = max(busy_after[0] - busy_before[0] - sum(used.values()), 0.0)
@@ -611,6 +601,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def run_loop(coroutine: Any) -> Any:
+    """Run the load on uvloop when it is installed (uvicorn's own loop): less client CPU per request."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
+
+
 def _terminate(signum: int, _frame: Any) -> None:
     raise SystemExit(128 + signum)  # run the `finally` blocks that stop processes and drop the database
 
@@ -690,7 +689,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             f"(attempt {attempt}) ...",
                             file=sys.stderr,
                         )
-                        result = asyncio.run(
+                        result = run_loop(
                             measure(
                                 base_url,
                                 keys,

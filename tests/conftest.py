@@ -10,6 +10,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -52,6 +53,24 @@ def free_port() -> int:
 def sqlalchemy_url(url: str) -> str:
     """The psycopg 3 SQLAlchemy URL for a plain postgresql:// URL."""
     return url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+@contextmanager
+def new_database(prefix: str) -> Iterator[str]:
+    """A database of its own on the Postgres server, migrated to head, dropped on exit (for tests that
+    sweep or break a whole database and must not see, or touch, other tests' committed rows)."""
+    import migrations
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = sqlalchemy_url(POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}")
+        migrations.upgrade(url)
+        yield url
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
@@ -107,13 +126,19 @@ def service_env(pg_url: str, s3_endpoint: str, tmp_path_factory: pytest.TempPath
         "KINEMA_WEBHOOK_QUEUE_NAME": f"kinema.test.webhooks.{uuid.uuid4().hex[:8]}",
         "KINEMA_WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
         "KINEMA_WEBHOOK_RETRY_SCHEDULE_S": "0.2,0.2,0.2",
+        # A storage outage fails a job after two quick tries, not minutes of backoff (see tests/faults).
+        "KINEMA_STORAGE_RETRY_ATTEMPTS": "2",
+        "KINEMA_STORAGE_RETRY_BACKOFF_S": "0.1",
+        "KINEMA_S3_MAX_ATTEMPTS": "2",
     }
 
 
 def clear_caches() -> None:
     """Forget every cached settings-derived object so new env vars take effect."""
+    from app.api_keys.cache import get_key_cache
     from app.config import get_settings
     from app.db import get_engine, get_sessionmaker
+    from app.jobs.eta import forget_timings
     from app.jobs.live import get_progress_channel
     from app.limits.rate import get_rate_limiter
     from app.queue import get_celery
@@ -126,6 +151,10 @@ def clear_caches() -> None:
     for cached in (get_settings, get_engine, get_sessionmaker, get_storage, get_celery, get_progress_channel):
         cached.cache_clear()
     get_rate_limiter.cache_clear()
+    if get_key_cache.cache_info().currsize:
+        get_key_cache().close()
+    get_key_cache.cache_clear()
+    forget_timings()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""One run of a job: claim it, generate, encode with the visible mark, upload, record the outcome."""
+"""One run of a job: claim it, fetch its inputs, generate, encode with the marks, upload, record it."""
 
 from __future__ import annotations
 
@@ -12,25 +12,31 @@ from pathlib import Path
 
 import torch
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from app.config import Settings, get_settings
 from app.db import session_scope
+from app.errors import APIError
 from app.jobs import runs
 from app.jobs.eta import Timing, load_timing, record_timing, work_units
 from app.jobs.live import get_progress_channel
 from app.jobs.models import Job, spritesheet_key_for
 from app.jobs.states import JobStatus
 from app.storage import StorageError, get_storage
-from model.config import GenerationCanceled, GenerationRequest, ModelError, Phase
-from model.export import render_mp4
+from model.config import DEFAULT_STRENGTH, GenerationCanceled, GenerationRequest, ModelError, Phase
+from model.export import VideoInfo, render_mp4
 from model.generate import generate
-from model.registry import get_spec
+from model.pipeline import LoadedModel
 from model.spritesheet import render_spritesheet
 from worker import runtime
 from worker.cancel import CancelWatch
+from worker.modes import InputRefs, JobInputs, extension_frames, load_inputs
 from worker.progress import Heartbeat, ProgressReporter, RunLost
 from worker.provenance import mark_frames, sign_video
+from worker.retry import with_db_retry
+from worker.sources import InputUnreadable
 from worker.timing import RunClock
+from worker.upload import Output, store_outputs
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +59,33 @@ class JobSpec:
     num_inference_steps: int
     guidance_scale: float
     parent_id: str | None
+    kind: str
+    input_key: str | None
+    input_type: str | None
+    strength: float | None
+    # The parent job's MP4 (extend, remix, an edit of a job), read from its row at the claim.
+    parent_video_key: str | None = None
 
     @classmethod
-    def from_row(cls, job: Job) -> JobSpec:
-        return cls(**{name: getattr(job, name) for name in cls.__dataclass_fields__})
+    def from_row(cls, job: Job, parent: Job | None = None) -> JobSpec:
+        names = [name for name in cls.__dataclass_fields__ if name != "parent_video_key"]
+        return cls(
+            **{name: getattr(job, name) for name in names},
+            parent_video_key=parent.video_key if parent is not None else None,
+        )
+
+    @property
+    def input_refs(self) -> InputRefs:
+        return InputRefs(
+            kind=self.kind,
+            input_key=self.input_key,
+            input_type=self.input_type,
+            parent_video_key=self.parent_video_key,
+            width=self.width,
+            height=self.height,
+            fps=self.fps,
+            num_frames=self.num_frames,
+        )
 
     @property
     def video_key(self) -> str:
@@ -74,14 +103,20 @@ class JobSpec:
 def execute(job_id: str) -> runs.ClaimResult:
     """Run `job_id` if this worker can claim it; returns what the claim found."""
     settings = get_settings()
-    with session_scope() as session:
-        result, run = runs.claim(session, job_id, worker=runtime.worker_name(), lease_s=settings.job_lease_s)
-        if run is None:
-            log.info("job %s not claimed: %s", job_id, result.value)
-            return result
-        row = session.get(Job, job_id)
-        assert row is not None  # we just claimed it
-        spec = JobSpec.from_row(row)
+    result, run = with_db_retry(
+        lambda session: runs.claim(
+            session,
+            job_id,
+            worker=runtime.worker_name(),
+            lease_s=settings.job_lease_s,
+            max_attempts=settings.job_max_attempts,
+        ),
+        what=f"claiming job {job_id}",
+    )
+    if run is None:
+        log.info("job %s not claimed: %s", job_id, result.value)
+        return result
+    spec = with_db_retry(lambda session: _read_spec(session, job_id), what=f"reading job {job_id}")
     cancel = CancelWatch(job_id, get_progress_channel(), interval_s=settings.cancel_check_interval_s)
     stopped = False
     with Heartbeat(run, interval_s=max(0.5, settings.job_lease_s / 4)) as heartbeat:
@@ -99,8 +134,12 @@ def execute(job_id: str) -> runs.ClaimResult:
                 log.warning("job %s was taken over by another worker; this run stops", job_id)
             else:
                 _cancel(run)
+        except InputUnreadable as exc:
+            _fail(run, "input_unreadable", str(exc))
+        except APIError as exc:  # the input check refused the input, or its classifier is down
+            _fail(run, exc.code, exc.message)
         except StorageError as exc:
-            _fail(run, "storage_unavailable", f"Storing the video failed: {exc}")
+            _fail(run, "storage_unavailable", f"Storage failed: {exc}")
         except ModelError as exc:
             _fail(run, "generation_failed", str(exc))
         except MemoryError:
@@ -121,16 +160,24 @@ def _announce(job_id: str, status: JobStatus) -> None:
         channel.announce(job_id, status)
 
 
+def _read_spec(session: Session, job_id: str) -> JobSpec:
+    """What the run needs from the claimed job's row (and its parent's)."""
+    row = session.get(Job, job_id)
+    assert row is not None  # we just claimed it
+    parent = session.get(Job, row.parent_id) if row.parent_id else None
+    return JobSpec.from_row(row, parent)
+
+
 def _fail(run: runs.Run, code: str, message: str) -> None:
-    with session_scope() as session:
-        owned = runs.fail(session, run, code=code, message=message)
+    owned = with_db_retry(
+        lambda session: runs.fail(session, run, code=code, message=message), what=f"failing job {run.job_id}"
+    )
     if owned:
         _announce(run.job_id, JobStatus.FAILED)
 
 
 def _cancel(run: runs.Run) -> None:
-    with session_scope() as session:
-        owned = runs.cancel(session, run)
+    owned = with_db_retry(lambda session: runs.cancel(session, run), what=f"canceling job {run.job_id}")
     if owned:
         _announce(run.job_id, JobStatus.CANCELED)
         log.info("job %s canceled; nothing was stored", run.job_id)
@@ -160,8 +207,7 @@ def _learn_timing(model: str, observed: Timing | None) -> None:
 
 
 def _run(spec: JobSpec, run: runs.Run, settings: Settings, should_stop: Callable[[], bool]) -> None:
-    with session_scope() as session:
-        timing = load_timing(session, spec.model)
+    timing = with_db_retry(lambda session: load_timing(session, spec.model), what="reading timings")
     clock = RunClock(
         units=work_units(spec.width, spec.height, spec.num_frames),
         steps=spec.num_inference_steps,
@@ -172,60 +218,12 @@ def _run(spec: JobSpec, run: runs.Run, settings: Settings, should_stop: Callable
     )
     reporter.report(Phase.LOADING, 0, 1)
     loaded = runtime.get_model(spec.model)
-    reporter.report(Phase.LOADING, 1, 1)
-    request = GenerationRequest(
-        prompt=spec.prompt,
-        negative_prompt=spec.negative_prompt,
-        width=spec.width,
-        height=spec.height,
-        # The model's frame rule may ask for a few frames more than the video keeps.
-        num_frames=get_spec(spec.model).num_frames_for(spec.duration_s, spec.fps),
-        fps=spec.fps,
-        seed=spec.seed,
-        num_inference_steps=spec.num_inference_steps,
-        guidance_scale=spec.guidance_scale,
-        model_id=spec.model,
-    )
-    frames = generate(request, reporter.on_step, should_stop, model=loaded)
     with tempfile.TemporaryDirectory(prefix="kinema-") as tmp:
-        video_path, thumb_path = Path(tmp) / "video.mp4", Path(tmp) / "thumbnail.jpg"
-        sprites_path = Path(tmp) / "sprites.jpg"
-        try:
-            info = render_mp4(
-                mark_frames(
-                    islice(frames, spec.num_frames),
-                    settings,
-                    key_id=spec.api_key_id,
-                    job_id=spec.id,
-                    fps=spec.fps,
-                ),
-                video_path,
-                fps=spec.fps,
-                thumbnail_path=thumb_path,
-                thumbnail_index=spec.num_frames // 2,
-                encoder=settings.video_encoder,
-            )
-        except GenerationCanceled:
-            reporter.flush()  # the row shows the step it stopped at
-            raise
-        finally:
-            frames.close()
-        info = sign_video(
-            video_path, info, settings, job_id=spec.id, model_id=spec.model, parent_id=spec.parent_id
-        )
-        # The /v1/videos `spritesheet` variant: a grid of frames read back from the encoded MP4.
-        render_spritesheet(video_path, info.frames, sprites_path)
-        reporter.report(Phase.ENCODING, 1, 1)
-        if should_stop():
-            raise GenerationCanceled  # the last moment a cancel can keep the output from being stored
-        reporter.report(Phase.UPLOADING, 0, 2)
-        storage = get_storage()
-        storage.put_file(spec.thumbnail_key, thumb_path, "image/jpeg")
-        storage.put_file(spec.spritesheet_key, sprites_path, "image/jpeg")
-        reporter.report(Phase.UPLOADING, 1, 2)
-        storage.put_file(spec.video_key, video_path, "video/mp4")
-    with session_scope() as session:
-        owned = runs.succeed(
+        inputs = load_inputs(spec.input_refs, settings, get_storage(), Path(tmp))
+        reporter.report(Phase.LOADING, 1, 1)
+        info = _generate_and_store(spec, inputs, settings, reporter, should_stop, Path(tmp), loaded)
+    owned = with_db_retry(
+        lambda session: runs.succeed(
             session,
             run,
             video_key=spec.video_key,
@@ -234,9 +232,107 @@ def _run(spec: JobSpec, run: runs.Run, settings: Settings, should_stop: Callable
             output_duration_s=info.duration,
             output_bytes=info.bytes,
             output_sha256=info.sha256,
-        )
+        ),
+        what=f"recording job {spec.id}",
+    )
     if not owned:
         raise RunLost(spec.id)
     _announce(spec.id, JobStatus.SUCCEEDED)
     _learn_timing(spec.model, clock.observed())
     log.info("job %s succeeded: %d frames, %d bytes", spec.id, info.frames, info.bytes)
+
+
+def _generate_and_store(
+    spec: JobSpec,
+    inputs: JobInputs,
+    settings: Settings,
+    reporter: ProgressReporter,
+    should_stop: Callable[[], bool],
+    tmp: Path,
+    loaded: LoadedModel,
+) -> VideoInfo:
+    """Generate, encode with the marks, sign, and upload the video, thumbnail and spritesheet."""
+    request = GenerationRequest(
+        prompt=spec.prompt,
+        negative_prompt=spec.negative_prompt,
+        width=spec.width,
+        height=spec.height,
+        # The model's frame rule may ask for a few frames more than the video keeps.
+        num_frames=loaded.spec.num_frames_for(spec.duration_s, spec.fps),
+        fps=spec.fps,
+        seed=spec.seed,
+        num_inference_steps=spec.num_inference_steps,
+        guidance_scale=spec.guidance_scale,
+        model_id=spec.model,
+        image=inputs.image,
+        context=inputs.context,
+        source=inputs.source,
+        strength=spec.strength if spec.strength is not None else DEFAULT_STRENGTH,
+    )
+    frames = generate(request, reporter.on_step, should_stop, model=loaded)
+    video_path, thumb_path = tmp / "video.mp4", tmp / "thumbnail.jpg"
+    sprites_path = tmp / "sprites.jpg"
+    new = islice(frames, spec.num_frames)
+    if inputs.lead is not None:
+        marked = extension_frames(
+            inputs.lead,
+            new,
+            settings,
+            key_id=spec.api_key_id,
+            job_id=spec.id,
+            width=spec.width,
+            height=spec.height,
+            fps=spec.fps,
+        )
+    else:
+        marked = mark_frames(new, settings, key_id=spec.api_key_id, job_id=spec.id, fps=spec.fps)
+    try:
+        info = render_mp4(
+            marked,
+            video_path,
+            fps=spec.fps,
+            thumbnail_path=thumb_path,
+            thumbnail_index=(inputs.lead_frames + spec.num_frames) // 2,
+            encoder=settings.video_encoder,
+        )
+    except GenerationCanceled:
+        reporter.flush()  # the row shows the step it stopped at
+        raise
+    finally:
+        frames.close()
+    info = sign_video(
+        video_path,
+        info,
+        settings,
+        job_id=spec.id,
+        model_id=spec.model,
+        parent_id=spec.parent_id,
+        parent_video=inputs.ingredient,
+    )
+    # The /v1/videos `spritesheet` variant: a grid of frames read back from the encoded MP4.
+    render_spritesheet(video_path, info.frames, sprites_path)
+    reporter.report(Phase.ENCODING, 1, 1)
+    if should_stop():
+        raise GenerationCanceled  # the last moment a cancel can keep the output from being stored
+    reporter.report(Phase.UPLOADING, 0, 3)
+    # Retried while storage is down; past the limit the stored ones are removed (StorageError).
+    store_outputs(
+        get_storage(),
+        [
+            Output(spec.thumbnail_key, thumb_path, "image/jpeg"),
+            Output(spec.spritesheet_key, sprites_path, "image/jpeg"),
+            Output(spec.video_key, video_path, "video/mp4"),
+        ],
+        settings,
+        on_stored=lambda done, total: reporter.report(Phase.UPLOADING, done, total),
+        still_owned=lambda: _owns(reporter.run),
+    )
+    return info
+
+
+def _owns(run: runs.Run) -> bool:
+    """Whether `run` still holds its job (False when the database cannot tell)."""
+    try:
+        return with_db_retry(lambda session: runs.heartbeat(session, run), what=f"checking job {run.job_id}")
+    except SQLAlchemyError:
+        return False

@@ -42,6 +42,8 @@ class ApiKey(Base):
     rate_limit_rpm: Mapped[int | None] = mapped_column(default=None)
     max_concurrent_jobs: Mapped[int | None] = mapped_column(default=None)
     monthly_quota_s: Mapped[int | None] = mapped_column(default=None)
+    # The key's queued and running jobs, kept by triggers on `jobs` (migration 0008): read, never written.
+    active_jobs: Mapped[int] = mapped_column(default=0, server_default="0")
 
     @property
     def is_active(self) -> bool:

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from app.api_keys.cache import announce_key_change
 from app.api_keys.models import DEFAULT_SCOPES, ApiKey, Scope
+from app.api_keys.schemas import MAX_LIMIT
 from app.db import utcnow
 from app.errors import InvalidRequest, NotFound
 from app.security import hash_key, new_key_material
@@ -43,6 +45,8 @@ def _check_limits(limits: dict[str, int | None]) -> None:
             raise InvalidRequest(f"Unknown limit {field!r}.", param=field)
         if value is not None and value < 0:
             raise InvalidRequest(f"{field} must be 0 (unlimited) or more.", param=field)
+        if value is not None and value > MAX_LIMIT:
+            raise InvalidRequest(f"{field} must be at most {MAX_LIMIT}.", param=field)
 
 
 def create_key(
@@ -102,6 +106,7 @@ def update_key(
         for field, value in limits.items():
             setattr(row, field, value)
     session.commit()
+    announce_key_change()
     return row
 
 
@@ -122,4 +127,5 @@ def revoke_key(session: Session, id_or_prefix: str) -> ApiKey:
     if row.revoked_at is None:
         row.revoked_at = utcnow()
         session.commit()
+        announce_key_change()
     return row

@@ -14,6 +14,7 @@ No estimate (null) until the model has finished a job on this deployment.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -48,14 +49,32 @@ class Timing:
         return units * (steps * self.step_s_per_unit + self.tail_s_per_unit)
 
 
-def load_timing(session: Session, model: str) -> Timing | None:
-    """The model's moving averages, or None before its first finished job."""
+# Averages move slowly (one finished job at a time): each process re-reads them this often, not per poll.
+TIMING_CACHE_S = 10.0
+_timings: dict[str, tuple[float, Timing | None]] = {}
+
+
+def forget_timings() -> None:
+    """Drop the cached averages (tests, and a process that switched databases)."""
+    _timings.clear()
+
+
+def load_timing(session: Session, model: str, *, max_age_s: float = TIMING_CACHE_S) -> Timing | None:
+    """The model's moving averages (as read at most `max_age_s` ago), or None before its first finished
+    job."""
+    now = time.monotonic()
+    cached = _timings.get(model)
+    if cached is not None and now - cached[0] < max_age_s:
+        return cached[1]
     row = session.get(ModelTiming, model)
-    return Timing(row.step_s_per_unit, row.tail_s_per_unit) if row is not None else None
+    timing = Timing(row.step_s_per_unit, row.tail_s_per_unit) if row is not None else None
+    _timings[model] = (now, timing)
+    return timing
 
 
 def record_timing(session: Session, model: str, *, step_s_per_unit: float, tail_s_per_unit: float) -> None:
     """Fold one finished run into the model's moving averages (one atomic UPDATE; the first run inserts)."""
+    _timings.pop(model, None)  # this process reads the new averages next time (others within the TTL)
     values = {
         "step_s_per_unit": ModelTiming.step_s_per_unit * (1 - EMA_WEIGHT) + step_s_per_unit * EMA_WEIGHT,
         "tail_s_per_unit": ModelTiming.tail_s_per_unit * (1 - EMA_WEIGHT) + tail_s_per_unit * EMA_WEIGHT,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, utcnow
 from app.jobs.states import JobStatus
+from model.invisible_watermark import short_hash
 
 
 class Job(Base):
@@ -18,6 +19,14 @@ class Job(Base):
         Index("ix_jobs_status_id", "status", "id"),
         # Limits: a key's running jobs, and its jobs this month by status (migration 0004).
         Index("ix_jobs_api_key_id_status_created_at", "api_key_id", "status", "created_at"),
+        # Queue positions: only queued jobs, so a count ahead reads index entries alone (migration 0008).
+        Index(
+            "ix_jobs_queued_model_id",
+            "model",
+            "id",
+            postgresql_where=text("status = 'queued'"),
+            sqlite_where=text("status = 'queued'"),
+        ),
     )
 
     # `video_<32 hex>`, time-ordered, so ordering by id is ordering by creation.
@@ -25,6 +34,11 @@ class Job(Base):
     api_key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"))
     kind: Mapped[str] = mapped_column(String(16), default="text")
     parent_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    # An uploaded or fetched input, `inputs/<api_key_id>/<input id>.<ext>`, and its type (migration 0006).
+    input_key: Mapped[str | None] = mapped_column(String(500), default=None)
+    input_type: Mapped[str | None] = mapped_column(String(16), default=None)  # "image" or "video"
+    # Edit and remix: how much of the source is re-noised (0 < strength <= 1).
+    strength: Mapped[float | None] = mapped_column(default=None)
 
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
     phase: Mapped[str] = mapped_column(String(16), default="queued")
@@ -71,11 +85,23 @@ class Job(Base):
     expected_finish_at: Mapped[datetime | None] = mapped_column(default=None)
     # A per-request webhook: receives the job's terminal events (migration 0002_webhooks).
     webhook_url: Mapped[str | None] = mapped_column(Text, default=None)
+    # The invisible watermark's 32-bit hash of the id, set on insert: verify finds the job a watermark
+    # names with one index lookup (migration 0007).
+    watermark_job_hash: Mapped[int | None] = mapped_column(
+        BigInteger,
+        default=lambda context: watermark_job_hash(context.get_current_parameters()["id"]),
+        index=True,
+    )
 
     @property
     def spritesheet_key(self) -> str | None:
         """Where the worker stored the spritesheet: beside the video (derived, so no column)."""
         return spritesheet_key_for(self.video_key) if self.video_key else None
+
+
+def watermark_job_hash(job_id: str) -> int:
+    """The job field of the watermark payload naming `job_id`."""
+    return short_hash(job_id, 32)
 
 
 def spritesheet_key_for(video_key: str) -> str:

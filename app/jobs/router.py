@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
+from sqlalchemy.orm import Session
 from sse_starlette import EventSourceResponse
+from starlette.concurrency import run_in_threadpool
 
+from app.api_keys.models import ApiKey
+from app.config import Settings
 from app.deps import SessionDep, SettingsDep
-from app.errors import Conflict, NotFound
-from app.jobs import cancel, service, stream
+from app.errors import Conflict, InvalidRequest, NotFound
+from app.inputs.forms import digest, is_form, parse_fields, parse_json, read_form
+from app.inputs.service import InputSource
+from app.jobs import cancel, modes, service, stream
 from app.jobs.idempotency import parse_header
 from app.jobs.models import Job
-from app.jobs.parameters import resolve
-from app.jobs.schemas import GenerateRequest, JobList, JobOut
+from app.jobs.parameters import Parameters, resolve
+from app.jobs.schemas import ExtendRequest, GenerateRequest, JobList, JobOut, RemixRequest
+from app.jobs.service import Submission
 from app.jobs.states import JobStatus
 from app.security import GenerateKey, ReadKey
 from app.storage import get_storage
@@ -22,33 +31,180 @@ from app.storage import get_storage
 router = APIRouter(tags=["jobs"])
 
 
-def _present(request: Request, settings: SettingsDep, session: SessionDep, job: Job) -> JobOut:
+def _present(request: Request, settings: Settings, session: Session, job: Job) -> JobOut:
     return service.present(session, job, base_url=service.public_base_url(settings, str(request.base_url)))
 
 
-@router.post("/generate", status_code=202, response_model=JobOut, summary="Submit a text-to-video job")
-def generate(
-    body: GenerateRequest,
+# The file parts /generate takes, and what each may hold.
+FILE_PARTS = {"image": modes.IMAGE_ONLY, "video": modes.VIDEO_ONLY}
+IDEMPOTENCY_HEADER = Header(
+    description="Retry-safe submits: the same key and body return the first job (for 24 h)."
+)
+_FORM_SCHEMA = {
+    "type": "object",
+    "description": "The JSON fields as form fields, and at most one file part: `image` (PNG, JPEG, WebP: "
+    "image to video) or `video` (MP4, MOV, WebM: an edit).",
+    "properties": {
+        "prompt": {"type": "string"},
+        "image": {"type": "string", "format": "binary"},
+        "video": {"type": "string", "format": "binary"},
+    },
+    "required": ["prompt"],
+}
+
+
+@dataclass(frozen=True, slots=True)
+class GenerateSubmission:
+    """A POST /generate body: its fields, and the input a file part carries (if any)."""
+
+    body: GenerateRequest
+    upload: InputSource | None = None
+
+
+async def generate_body(request: Request, settings: SettingsDep) -> AsyncIterator[GenerateSubmission]:
+    """The POST /generate body, from JSON or from a form with an `image` or `video` file part."""
+    if not is_form(request):
+        yield GenerateSubmission(parse_json(GenerateRequest, await request.body()))
+        return
+    async with read_form(request, settings, file_fields=frozenset(FILE_PARTS)) as form:
+        body = parse_fields(GenerateRequest, form.fields)
+        names = sorted(form.files)
+        if len(names) > 1:
+            raise InvalidRequest("Send one input: an image or a video, not both.", param=names[-1])
+        if names and (body.image_url is not None or body.video_url is not None):
+            raise InvalidRequest(f"Send the {names[0]} as a file or as a URL, not both.", param=names[0])
+        upload = None
+        if names:
+            name = names[0]
+            upload = InputSource(param=name, accepts=FILE_PARTS[name], file=form.files[name].file)
+        yield GenerateSubmission(body, upload)
+
+
+def _accepted(
+    request: Request, response: Response, settings: Settings, session: Session, submitted: Submission
+) -> JobOut:
+    """A submitted job's 202: `Location`, and `Idempotent-Replayed` when an earlier request made it."""
+    job = submitted.job
+    response.headers["Location"] = f"/jobs/{job.id}"
+    if submitted.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    base_url = service.public_base_url(settings, str(request.base_url))
+    return service.present(session, job, base_url=base_url, position=submitted.queue_position)
+
+
+@router.post(
+    "/generate",
+    status_code=202,
+    response_model=JobOut,
+    summary="Submit a job: text to video, image to video, or an edit of a video",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": GenerateRequest.model_json_schema()},
+                "multipart/form-data": {"schema": _FORM_SCHEMA},
+            },
+        }
+    },
+)
+async def generate(
+    submission: Annotated[GenerateSubmission, Depends(generate_body)],
     request: Request,
     response: Response,
     key: GenerateKey,
     session: SessionDep,
     settings: SettingsDep,
-    idempotency_key: Annotated[
-        str | None,
-        Header(description="Retry-safe submits: the same key and body return the first job (for 24 h)."),
-    ] = None,
+    idempotency_key: Annotated[str | None, IDEMPOTENCY_HEADER] = None,
 ) -> JobOut:
     """Queue a generation. Answers 202 with the job and a `Location` to poll."""
-    idempotency = parse_header(
-        idempotency_key, endpoint="POST /generate", body=body.model_dump(mode="json", exclude_unset=True)
+    # The hot path: all its blocking work in one threadpool hop (a sync endpoint costs FastAPI two).
+    return await run_in_threadpool(
+        _generate, submission, request, response, key, session, settings, idempotency_key
     )
-    submitted = service.submit_once(session, key, resolve(body, settings), idempotency)
-    job = submitted.job
-    response.headers["Location"] = f"/jobs/{job.id}"
-    if submitted.replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return _present(request, settings, session, job)
+
+
+def _generate(
+    submission: GenerateSubmission,
+    request: Request,
+    response: Response,
+    key: ApiKey,
+    session: Session,
+    settings: Settings,
+    idempotency_key: str | None,
+) -> JobOut:
+    body, upload = submission.body, submission.upload
+    fingerprint = body.model_dump(mode="json", exclude_unset=True)
+    if upload is not None and upload.file is not None and idempotency_key is not None:
+        fingerprint[upload.param] = {"sha256": digest(upload.file)}
+    idempotency = parse_header(idempotency_key, endpoint="POST /generate", body=fingerprint)
+    source = upload or modes.url_source(body)
+    if source is None:
+        submitted = service.submit_once(session, key, resolve(body, settings), idempotency)
+    else:
+        submitted = service.submit_prepared(
+            session, key, lambda: modes.prepare_generate(key, body, source, settings), idempotency
+        )
+    return _accepted(request, response, settings, session, submitted)
+
+
+@router.post(
+    "/jobs/{job_id}/extend",
+    status_code=202,
+    response_model=JobOut,
+    summary="Continue a finished video: a new job whose video is the old one and then more",
+)
+def extend_job(
+    job_id: str,
+    body: ExtendRequest,
+    request: Request,
+    response: Response,
+    key: GenerateKey,
+    session: SessionDep,
+    settings: SettingsDep,
+    idempotency_key: Annotated[str | None, IDEMPOTENCY_HEADER] = None,
+) -> JobOut:
+    """202 with the new job (kind `extend`); the parent must be yours and succeeded (404 / 409)."""
+    idempotency = parse_header(
+        idempotency_key,
+        endpoint=f"POST /jobs/{job_id}/extend",
+        body=body.model_dump(mode="json", exclude_unset=True),
+    )
+
+    def prepare() -> Parameters:
+        return modes.resolve_extend(body, modes.find_parent(session, key, job_id, param="id"), settings)
+
+    submitted = service.submit_prepared(session, key, prepare, idempotency)
+    return _accepted(request, response, settings, session, submitted)
+
+
+@router.post(
+    "/jobs/{job_id}/remix",
+    status_code=202,
+    response_model=JobOut,
+    summary="Remix a finished video: the same video, re-made with a new prompt",
+)
+def remix_job(
+    job_id: str,
+    body: RemixRequest,
+    request: Request,
+    response: Response,
+    key: GenerateKey,
+    session: SessionDep,
+    settings: SettingsDep,
+    idempotency_key: Annotated[str | None, IDEMPOTENCY_HEADER] = None,
+) -> JobOut:
+    """202 with the new job (kind `remix`), at the parent's size and length; 404 / 409 as for extend."""
+    idempotency = parse_header(
+        idempotency_key,
+        endpoint=f"POST /jobs/{job_id}/remix",
+        body=body.model_dump(mode="json", exclude_unset=True),
+    )
+
+    def prepare() -> Parameters:
+        return modes.resolve_remix(body, modes.find_parent(session, key, job_id, param="id"), settings)
+
+    submitted = service.submit_prepared(session, key, prepare, idempotency)
+    return _accepted(request, response, settings, session, submitted)
 
 
 @router.get("/jobs", response_model=JobList, summary="List your jobs, newest first")

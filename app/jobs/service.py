@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from sqlalchemy import func, select, update
@@ -14,12 +16,13 @@ from app.api_keys.models import ApiKey
 from app.config import Settings, get_settings
 from app.db import utcnow
 from app.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
+from app.inputs import service as inputs
 from app.jobs.eta import eta_seconds
 from app.jobs.idempotency import HEADER, IdempotentRequest, find_replay, release_key, reserve_key
 from app.jobs.live import ProgressSnapshot, get_progress_channel
 from app.jobs.models import Job
 from app.jobs.parameters import Parameters
-from app.jobs.schemas import JobError, JobOut, JobOutput, JobParameters
+from app.jobs.schemas import JobError, JobInput, JobOut, JobOutput, JobParameters
 from app.jobs.states import JobStatus, sources_of
 from app.limits.service import admit_job
 from app.moderation import service as moderation
@@ -29,9 +32,27 @@ from app.webhooks import events
 MAX_PAGE = 100
 
 
+_RANDOM_BITS = 80
+_last_id: tuple[int, int] = (0, 0)
+_id_lock = threading.Lock()
+
+
 def new_job_id() -> str:
-    """`video_` + 48-bit milliseconds + 80 random bits, hex: unique and ordered by creation time."""
-    return f"video_{int(time.time() * 1000):012x}{os.urandom(10).hex()}"
+    """`video_` + 48-bit milliseconds + 80 random bits, hex: unique and ordered by creation time.
+
+    Monotonic within a process (as ULIDs are): an id made in the same millisecond as the last one is
+    that one's random part plus one, so a process's jobs list in the order it made them.
+    """
+    global _last_id
+    with _id_lock:
+        ms = int(time.time() * 1000)
+        last_ms, last_random = _last_id
+        if ms <= last_ms and last_random + 1 < 2**_RANDOM_BITS:
+            ms, random_part = last_ms, last_random + 1
+        else:
+            random_part = int.from_bytes(os.urandom(_RANDOM_BITS // 8), "big")
+        _last_id = (ms, random_part)
+    return f"video_{ms:012x}{random_part:020x}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +61,9 @@ class Submission:
 
     job: Job
     replayed: bool = False
+    # A new job's queue position, counted inside its submit's transaction (no second transaction to
+    # present the 202); None for a replay.
+    queue_position: int | None = None
 
 
 def submit_once(
@@ -47,12 +71,12 @@ def submit_once(
 ) -> Submission:
     """`submit`; with an Idempotency-Key, a repeat of an earlier request gets that request's job."""
     if idempotency is None:
-        return Submission(submit(session, key, params))
+        return submit(session, key, params)
     earlier = find_replay(session, key.id, idempotency)
     if earlier is not None:
         return Submission(earlier, replayed=True)
     try:
-        return Submission(submit(session, key, params, idempotency=idempotency))
+        return submit(session, key, params, idempotency=idempotency)
     except IntegrityError as exc:
         session.rollback()
         # A concurrent request with the same key committed first: answer with its job.
@@ -68,7 +92,7 @@ def submit_once(
 
 def submit(
     session: Session, key: ApiKey, params: Parameters, *, idempotency: IdempotentRequest | None = None
-) -> Job:
+) -> Submission:
     """Write the job row, commit, then enqueue; a broker that refuses fails the job and answers 503.
 
     With `idempotency` the key's row commits with the job; a concurrent duplicate raises IntegrityError.
@@ -77,13 +101,15 @@ def submit(
     flagged = moderation.screen(
         session, key, {"prompt": params.prompt, "negative_prompt": params.negative_prompt}, get_settings()
     )
+    job_id = new_job_id()
+    # Counted before the key's row is locked, in this transaction: the 202 needs no second one.
+    position = _queued_ahead(session, params.model, job_id)
     admit_job(session, key, params.duration_s, get_settings())  # 429 over a limit; locks the key till commit
     job = Job(
-        id=new_job_id(),
+        id=job_id,
         api_key_id=key.id,
-        kind="text",
         status=JobStatus.QUEUED,
-        **{f: v for f, v in asdict(params).items()},
+        **{f: v for f, v in asdict(params).items()},  # kind, parent_id and the input included
     )
     session.add(job)
     moderation.record(session, key, flagged, job_id=job.id)
@@ -92,7 +118,7 @@ def submit(
         reserve_key(session, key.id, idempotency, job.id)
     session.commit()
     try:
-        enqueue_generation(job.id)
+        enqueue_generation(job.id, job.model)  # the queue of the workers that hold its model
     except QueueUnavailable as exc:
         if idempotency is not None:
             release_key(session, key.id, idempotency.key)  # the retry this 503 invites makes a new job
@@ -100,7 +126,33 @@ def submit(
         raise ServiceUnavailable(
             "The job queue is unavailable; the job was not queued. Retry shortly.", code="queue_unavailable"
         ) from exc
-    return job
+    return Submission(job, queue_position=position)
+
+
+def submit_prepared(
+    session: Session,
+    key: ApiKey,
+    prepare: Callable[[], Parameters],
+    idempotency: IdempotentRequest | None,
+) -> Submission:
+    """`submit_once` for requests whose parameters cost time to prepare (an input to download, decode and
+    store; a parent job to look up): a replay is answered before `prepare` runs, and a stored input that
+    no job ends up using (the submit was refused, or a concurrent duplicate won) is deleted again."""
+    if idempotency is not None:
+        earlier = find_replay(session, key.id, idempotency)
+        if earlier is not None:
+            return Submission(earlier, replayed=True)
+    session.commit()  # hold no transaction (nor a pooled connection) while inputs download and decode
+    params = prepare()
+    try:
+        submitted = submit_once(session, key, params, idempotency)
+    except BaseException:
+        if params.input_key:
+            inputs.discard(params.input_key)
+        raise
+    if submitted.replayed and params.input_key:
+        inputs.discard(params.input_key)
+    return submitted
 
 
 def mark_failed(session: Session, job_id: str, *, code: str, message: str) -> bool:
@@ -151,22 +203,30 @@ def queue_position(session: Session, job: Job) -> int | None:
     """How many queued jobs for the same model were submitted before this one."""
     if job.status != JobStatus.QUEUED:
         return None
+    return _queued_ahead(session, job.model, job.id)
+
+
+def _queued_ahead(session: Session, model: str, job_id: str) -> int:
+    """Queued jobs of `model` with ids before `job_id` (the partial index of queued jobs serves it)."""
     ahead = session.scalar(
         select(func.count())
         .select_from(Job)
-        .where(Job.status == JobStatus.QUEUED, Job.model == job.model, Job.id < job.id)
+        .where(Job.status == JobStatus.QUEUED, Job.model == model, Job.id < job_id)
     )
     return int(ahead or 0)
 
 
-def present(session: Session, job: Job, *, base_url: str) -> JobOut:
-    """The job as the API shows it now: its row, the freshest live snapshot, queue position and ETA."""
+def present(session: Session, job: Job, *, base_url: str, position: int | None = None) -> JobOut:
+    """The job as the API shows it now: its row, the freshest live snapshot, queue position and ETA.
+
+    `position`: the queue position when the caller counted it already (a submit does, in its transaction).
+    """
     channel = get_progress_channel() if job.status == JobStatus.IN_PROGRESS else None
     live = channel.read(job.id) if channel is not None else None
     return to_out(
         job,
         base_url=base_url,
-        position=queue_position(session, job),
+        position=position if position is not None else queue_position(session, job),
         live=live,
         eta=eta_seconds(session, job, live),
     )
@@ -208,7 +268,10 @@ def to_out(
         queue_position=position,
         eta_seconds=eta,
         model=job.model,
-        kind=job.kind,
+        kind=job.kind,  # type: ignore[arg-type]
+        parent_id=job.parent_id,
+        input=JobInput(type=job.input_type) if job.input_type else None,  # type: ignore[arg-type]
+        strength=job.strength,
         parameters=JobParameters(
             prompt=job.prompt,
             negative_prompt=job.negative_prompt,

@@ -8,9 +8,9 @@ cost nothing, so a failure or a cancel gives the seconds back with no bookkeepin
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.api_keys.models import ApiKey
@@ -26,6 +26,8 @@ ACTIVE: tuple[JobStatus, ...] = (JobStatus.QUEUED, JobStatus.IN_PROGRESS)
 BILLABLE: tuple[JobStatus, ...] = (*ACTIVE, JobStatus.SUCCEEDED)
 # A slot frees when one of the key's jobs ends, which nobody can predict; a short wait is a fair guess.
 CONCURRENCY_RETRY_S = 10.0
+# `api_keys.last_used_at` of a key without limits is kept to this resolution (fewer row writes).
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,23 +106,37 @@ def usage_of(session: Session, key: ApiKey, settings: Settings, now: datetime | 
 
 
 def admit_job(session: Session, key: ApiKey, duration_s: float, settings: Settings) -> None:
-    """Refuse a new job of `duration_s` seconds over the key's concurrency or quota (429), else return
-    with the key's row locked until the caller commits the job: concurrent submits of one key queue here.
+    """Refuse a new job of `duration_s` seconds over the key's concurrency or quota (429), else return.
+
+    With a limit to enforce, the key's row stays locked until the caller commits the job, so
+    concurrent submits of one key queue here; a key without limits takes no lock.
     """
-    # Writing the key's row locks it (a row lock on Postgres, the write lock on SQLite) until commit.
-    session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=utcnow()))
     limits = limits_of(key, settings)
-    if limits.max_concurrent_jobs > 0:
-        running = _running_jobs(session, key.id)
-        if running >= limits.max_concurrent_jobs:
-            raise RateLimited(
-                f"This key has {running} jobs queued or running and may have at most "
-                f"{limits.max_concurrent_jobs} at a time. Submit again when one of them finishes.",
-                code="concurrency_limit_exceeded",
-                retry_after_s=CONCURRENCY_RETRY_S,
+    now = utcnow()
+    if limits.max_concurrent_jobs <= 0 and limits.monthly_quota_s <= 0:
+        # Nothing to count: note the use at most once a minute, a write that rarely matches a row.
+        session.execute(
+            update(ApiKey)
+            .where(
+                ApiKey.id == key.id,
+                or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < now - LAST_USED_RESOLUTION),
             )
+            .values(last_used_at=now)
+        )
+        return
+    # Writing the key's row locks it (a row lock on Postgres, the write lock on SQLite) until commit; a
+    # concurrent submit of the key waits here, then reads the count this one's job added (triggers).
+    running = session.scalar(
+        update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now).returning(ApiKey.active_jobs)
+    )
+    if limits.max_concurrent_jobs > 0 and running is not None and running >= limits.max_concurrent_jobs:
+        raise RateLimited(
+            f"This key has {running} jobs queued or running and may have at most "
+            f"{limits.max_concurrent_jobs} at a time. Submit again when one of them finishes.",
+            code="concurrency_limit_exceeded",
+            retry_after_s=CONCURRENCY_RETRY_S,
+        )
     if limits.monthly_quota_s > 0:
-        now = utcnow()
         period = current_period(now)
         by_status = _seconds_by_status(session, key.id, period)
         committed = sum(by_status.get(status, (0, 0.0))[1] for status in BILLABLE)
