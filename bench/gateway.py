@@ -128,6 +128,19 @@ def kinema(args: list[str], env: dict[str, str], timeout: float = 120) -> str:
     return result.stdout
 
 
+def create_key(env: dict[str, str], name: str) -> tuple[str, str]:
+    """A new API key (the key, its id) through `kinema keys create`."""
+    created = json.loads(kinema(["keys", "create", "--name", name, "--json"], env))
+    return str(created["key"]), str(created["id"])
+
+
+def start_api(env: dict[str, str], log_dir: Path, *, workers: int) -> tuple[Process, str]:
+    """`kinema serve --workers N` on a free port; the process and its base URL (not yet ready)."""
+    port = free_port()
+    args = ["serve", "--port", str(port), "--log-level", "warning", "--workers", str(workers)]
+    return start("api", args, env, log_dir), f"http://127.0.0.1:{port}"
+
+
 def free_port() -> int:
     """A TCP port nothing listens on right now."""
     with socket.socket() as sock:
@@ -650,27 +663,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             db_created = True
             kinema(["migrate"], env)
             for i in range(args.keys):
-                name = "bench" if args.keys == 1 else f"bench-{i}"
-                created = json.loads(kinema(["keys", "create", "--name", name, "--json"], env))
-                keys.append(created["key"])
-                key_ids.append(created["id"])
+                created_key, created_id = create_key(env, "bench" if args.keys == 1 else f"bench-{i}")
+                keys.append(created_key)
+                key_ids.append(created_id)
             key = keys[0]
-            port = free_port()
-            base_url = f"http://127.0.0.1:{port}"
-            api = start(
-                "api",
-                [
-                    "serve",
-                    "--port",
-                    str(port),
-                    "--log-level",
-                    "warning",
-                    "--workers",
-                    str(args.server_workers),
-                ],
-                env,
-                home,
-            )
+            api, base_url = start_api(env, home, workers=args.server_workers)
             processes.append(api)
             wait_ready(base_url, processes)
 

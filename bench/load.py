@@ -44,8 +44,8 @@ from bench.gateway import (  # noqa: E402
     LoadResult,
     Process,
     cancel_queued,
+    create_key,
     drop_bench_redis_keys,
-    free_port,
     kinema,
     load_table,
     measure,
@@ -53,6 +53,7 @@ from bench.gateway import (  # noqa: E402
     purge_queue,
     run_loop,
     start,
+    start_api,
     wait_ready,
 )
 from bench.machine import machine_info, table, wait_for_quiet  # noqa: E402
@@ -228,24 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             conn.execute(f'CREATE DATABASE "{db_name}"')
         try:
             kinema(["migrate"], env)
-            created = json.loads(kinema(["keys", "create", "--name", "load", "--json"], env))
-            key, key_ids = created["key"], [created["id"]]
-            port = free_port()
-            base_url = f"http://127.0.0.1:{port}"
-            api = start(
-                "api",
-                [
-                    "serve",
-                    "--port",
-                    str(port),
-                    "--log-level",
-                    "warning",
-                    "--workers",
-                    str(args.server_workers),
-                ],
-                env,
-                home,
-            )
+            key, key_id = create_key(env, "load")
+            key_ids = [key_id]
+            api, base_url = start_api(env, home, workers=args.server_workers)
             processes.append(api)
             wait_ready(base_url, processes)
             # One `video.completed` row per job and endpoint: the count of succeeded transitions.

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
@@ -164,17 +165,18 @@ def extend_job(
     idempotency_key: Annotated[str | None, IDEMPOTENCY_HEADER] = None,
 ) -> JobOut:
     """202 with the new job (kind `extend`); the parent must be yours and succeeded (404 / 409)."""
-    idempotency = parse_header(
+    return _submit_from_parent(
+        job_id,
+        "extend",
+        body,
+        lambda parent: modes.resolve_extend(body, parent, settings),
+        request,
+        response,
+        key,
+        session,
+        settings,
         idempotency_key,
-        endpoint=f"POST /jobs/{job_id}/extend",
-        body=body.model_dump(mode="json", exclude_unset=True),
     )
-
-    def prepare() -> Parameters:
-        return modes.resolve_extend(body, modes.find_parent(session, key, job_id, param="id"), settings)
-
-    submitted = service.submit_prepared(session, key, prepare, idempotency)
-    return _accepted(request, response, settings, session, submitted)
 
 
 @router.post(
@@ -194,14 +196,41 @@ def remix_job(
     idempotency_key: Annotated[str | None, IDEMPOTENCY_HEADER] = None,
 ) -> JobOut:
     """202 with the new job (kind `remix`), at the parent's size and length; 404 / 409 as for extend."""
+    return _submit_from_parent(
+        job_id,
+        "remix",
+        body,
+        lambda parent: modes.resolve_remix(body, parent, settings),
+        request,
+        response,
+        key,
+        session,
+        settings,
+        idempotency_key,
+    )
+
+
+def _submit_from_parent(
+    job_id: str,
+    action: str,
+    body: BaseModel,
+    resolve_from: Callable[[Job], Parameters],
+    request: Request,
+    response: Response,
+    key: ApiKey,
+    session: Session,
+    settings: Settings,
+    idempotency_key: str | None,
+) -> JobOut:
+    """Submit a job made from the caller's finished job `job_id` (`POST /jobs/{id}/<action>`)."""
     idempotency = parse_header(
         idempotency_key,
-        endpoint=f"POST /jobs/{job_id}/remix",
+        endpoint=f"POST /jobs/{job_id}/{action}",
         body=body.model_dump(mode="json", exclude_unset=True),
     )
 
     def prepare() -> Parameters:
-        return modes.resolve_remix(body, modes.find_parent(session, key, job_id, param="id"), settings)
+        return resolve_from(modes.find_parent(session, key, job_id, param="id"))
 
     submitted = service.submit_prepared(session, key, prepare, idempotency)
     return _accepted(request, response, settings, session, submitted)
