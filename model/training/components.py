@@ -1,0 +1,139 @@
+"""The trained model's parts, in the formats stock diffusers loads with `WanPipeline.from_pretrained`.
+
+A word-level tokenizer built from the captions' vocabulary (saved as `tokenizer.json`, so nothing is
+downloaded), a small `UMT5EncoderModel`, an `AutoencoderKLWan`, a `WanTransformer3DModel` and the
+flow-match Euler scheduler.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from diffusers.models.autoencoders.autoencoder_kl_wan import AutoencoderKLWan, WanResample
+from diffusers.models.transformers.transformer_wan import WanTransformer3DModel
+from diffusers.schedulers.scheduling_flow_match_euler_discrete import FlowMatchEulerDiscreteScheduler
+from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors
+from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
+
+from model.training.data import vocabulary
+
+PAD, EOS, UNK = "<pad>", "</s>", "<unk>"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSizes:
+    """Sizes of the three networks (the defaults are the shipped model's)."""
+
+    vae_base_dim: int = 12
+    vae_z_dim: int = 16
+    text_dim: int = 64
+    text_layers: int = 2
+    text_heads: int = 4
+    dim: int = 128  # transformer width: heads x head_dim
+    head_dim: int = 32
+    layers: int = 4
+    ffn_dim: int = 512
+    shift: float = 2.0  # the scheduler's timestep shift; training samples noise levels the same way
+
+    def as_dict(self) -> dict[str, float | int]:
+        """The sizes as plain JSON values."""
+        return asdict(self)
+
+
+def build_tokenizer() -> PreTrainedTokenizerFast:
+    """A word-level tokenizer over the caption vocabulary: lower-cased, punctuation dropped, `</s>` appended.
+
+    Words outside the vocabulary become `<unk>`, so any prompt tokenizes; only the captions' words mean
+    anything to the model.
+    """
+    words = [PAD, EOS, UNK, *vocabulary()]
+    tokenizer = Tokenizer(models.WordLevel({word: i for i, word in enumerate(words)}, unk_token=UNK))
+    tokenizer.normalizer = normalizers.Sequence(
+        [normalizers.NFKC(), normalizers.Lowercase(), normalizers.Replace(Regex(r"[^a-z0-9 ]"), " ")]
+    )
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer.post_processor = processors.TemplateProcessing(single=f"$A {EOS}", special_tokens=[(EOS, 1)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, pad_token=PAD, eos_token=EOS, unk_token=UNK, model_max_length=512
+    )
+
+
+def build_text_encoder(sizes: ModelSizes, vocab_size: int) -> UMT5EncoderModel:
+    """A small UMT5 encoder (random weights) for a vocabulary of `vocab_size` words."""
+    return UMT5EncoderModel(
+        UMT5Config(
+            vocab_size=vocab_size,
+            d_model=sizes.text_dim,
+            d_kv=sizes.text_dim // sizes.text_heads,
+            d_ff=sizes.text_dim * 2,
+            num_layers=sizes.text_layers,
+            num_heads=sizes.text_heads,
+            relative_attention_num_buckets=8,
+            relative_attention_max_distance=32,
+            dropout_rate=0.0,
+            pad_token_id=0,
+            eos_token_id=1,
+        )
+    )
+
+
+def build_vae(sizes: ModelSizes) -> AutoencoderKLWan:
+    """A small Wan VAE: 8x spatial and 4x temporal compression, as every Wan pipeline expects.
+
+    Its temporal convolutions start as copies of the current frame (see `init_time_convs_as_copies`).
+    """
+    vae = AutoencoderKLWan(
+        base_dim=sizes.vae_base_dim,
+        z_dim=sizes.vae_z_dim,
+        dim_mult=[1, 2, 2, 2],
+        num_res_blocks=1,
+        temperal_downsample=[False, True, True],
+        # Replaced by the measured statistics of the trained encoder's latents before saving.
+        latents_mean=[0.0] * sizes.vae_z_dim,
+        latents_std=[1.0] * sizes.vae_z_dim,
+    )
+    init_time_convs_as_copies(vae)
+    return vae
+
+
+@torch.no_grad()
+def init_time_convs_as_copies(vae: AutoencoderKLWan) -> None:
+    """Start every temporal down/upsampling convolution as a copy of the current frame.
+
+    Training on single frames never runs them (a first frame skips them), so from random weights the
+    first clips decode as noise; as copies, a clip first decodes as its key frames held, which is close.
+    """
+    for module in vae.modules():
+        if isinstance(module, WanResample) and hasattr(module, "time_conv"):
+            conv = module.time_conv
+            out_channels, in_channels = conv.weight.shape[:2]
+            conv.weight.zero_()
+            if conv.bias is not None:
+                conv.bias.zero_()
+            # The last tap of the (3, 1, 1) kernel is the newest frame; upsampling makes two frames of it.
+            for start in range(0, out_channels, in_channels):
+                conv.weight[start : start + in_channels, :, -1, 0, 0] = torch.eye(in_channels)
+
+
+def build_transformer(sizes: ModelSizes) -> WanTransformer3DModel:
+    """A small Wan transformer over the VAE's latents, cross-attending to the text encoder's output."""
+    return WanTransformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=sizes.dim // sizes.head_dim,
+        attention_head_dim=sizes.head_dim,
+        in_channels=sizes.vae_z_dim,
+        out_channels=sizes.vae_z_dim,
+        text_dim=sizes.text_dim,
+        freq_dim=256,
+        ffn_dim=sizes.ffn_dim,
+        num_layers=sizes.layers,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=1024,
+    )
+
+
+def build_scheduler(sizes: ModelSizes) -> FlowMatchEulerDiscreteScheduler:
+    """The flow-match Euler scheduler with the shift the transformer was trained for."""
+    return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=sizes.shift)

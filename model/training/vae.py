@@ -1,0 +1,121 @@
+"""Training the Wan VAE on procedural clips: single frames first (cheap), then whole clips (the time axis).
+
+Loss: L1 + MSE on pixels in [-1, 1] plus a light KL term that keeps the latents a tame scale; the
+latents are normalised per channel afterwards (`latents_mean` / `latents_std` in the VAE's config), as
+Wan pipelines expect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers.models.autoencoders.autoencoder_kl_wan import AutoencoderKLWan
+
+from model.training.data import ClipConfig, draw_frame, plan_clip, render
+
+# Seeds at or above this are kept for evaluation; training draws below it.
+EVAL_SEED_BASE = 3_000_000_000
+KL_WEIGHT = 1e-4
+StepHook = Callable[[int, float], None]
+
+
+def to_model_range(frames: np.ndarray) -> torch.Tensor:
+    """(B, T, H, W, 3) uint8 -> (B, 3, T, H, W) float in [-1, 1]."""
+    return torch.from_numpy(frames).permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
+
+
+def frame_batch(rng: np.random.Generator, batch: int, config: ClipConfig) -> torch.Tensor:
+    """`batch` single frames (B, 3, 1, H, W) from random training clips at random points of their motion."""
+    frames = []
+    for _ in range(batch):
+        plan = plan_clip(int(rng.integers(EVAL_SEED_BASE)), config)
+        frames.append(draw_frame(plan.background, plan.shapes, float(rng.random()), config)[None])
+    return to_model_range(np.stack(frames))
+
+
+def clip_batch(rng: np.random.Generator, batch: int, config: ClipConfig) -> torch.Tensor:
+    """`batch` whole training clips (B, 3, T, H, W)."""
+    clips = []
+    for _ in range(batch):
+        plan = plan_clip(int(rng.integers(EVAL_SEED_BASE)), config)
+        clips.append(render(plan.background, plan.shapes, config))
+    return to_model_range(np.stack(clips))
+
+
+def reconstruction_loss(
+    vae: AutoencoderKLWan, video: torch.Tensor, *, decoder_only: bool = False
+) -> torch.Tensor:
+    """L1 + MSE of the reconstruction of a sampled latent, plus the weighted KL divergence.
+
+    `decoder_only`: the encoder is frozen and its latent's mode decoded (the latents a transformer
+    trains on stay the same), so the loss is the reconstruction alone.
+    """
+    if decoder_only:
+        with torch.no_grad():
+            latents = vae.encode(video).latent_dist.mode()
+        reconstruction = vae.decode(latents).sample
+        return F.l1_loss(reconstruction, video) + F.mse_loss(reconstruction, video)
+    posterior = vae.encode(video).latent_dist
+    reconstruction = vae.decode(posterior.sample()).sample
+    kl = posterior.kl().mean() / posterior.mean[0].numel()  # per latent element
+    return F.l1_loss(reconstruction, video) + F.mse_loss(reconstruction, video) + KL_WEIGHT * kl
+
+
+def train_vae_stage(
+    vae: AutoencoderKLWan,
+    *,
+    steps: int,
+    batch: int,
+    lr: float,
+    make_batch: Callable[[np.random.Generator, int], torch.Tensor],
+    device: torch.device,
+    seed: int,
+    decoder_only: bool = False,
+    on_step: StepHook | None = None,
+) -> list[float]:
+    """Train `vae` for `steps` AdamW steps on batches from `make_batch`; returns the loss of every step.
+
+    `decoder_only` trains the decoder (and the convolution before it) with the encoder frozen.
+    """
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    vae.train()
+    modules = (vae.decoder, vae.post_quant_conv) if decoder_only else (vae,)
+    params = [p for module in modules for p in module.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    losses = []
+    for step in range(steps):
+        video = make_batch(rng, batch).to(device)
+        # Linear warm-up over the first 5% of steps (at least 10): Adam's first steps are large.
+        for group in optimizer.param_groups:
+            group["lr"] = lr * min(1.0, (step + 1) / max(10, steps // 20))
+        loss = reconstruction_loss(vae, video, decoder_only=decoder_only)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        if on_step is not None:
+            on_step(step, losses[-1])
+    vae.eval()
+    return losses
+
+
+@torch.no_grad()
+def reconstruction_psnr(
+    vae: AutoencoderKLWan, seeds: Sequence[int], config: ClipConfig, device: torch.device
+) -> float:
+    """Mean PSNR (dB, on uint8 pixels) of whole clips encoded (latent mode) and decoded."""
+    scores = []
+    for seed in seeds:
+        plan = plan_clip(seed, config)
+        frames = render(plan.background, plan.shapes, config)
+        video = to_model_range(frames[None]).to(device)
+        decoded = vae.decode(vae.encode(video).latent_dist.mode()).sample
+        pixels = ((decoded.clamp(-1, 1) + 1) * 127.5).round().permute(0, 2, 3, 4, 1)[0].cpu().numpy()
+        mse = float(np.mean((pixels - frames.astype(np.float64)) ** 2))
+        scores.append(10 * np.log10(255.0**2 / max(mse, 1e-10)))
+    return float(np.mean(scores))

@@ -1,0 +1,74 @@
+"""The classical detector reads the generator's own clips right: colour, shape, motion, consistency."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from model.training.data import MOTIONS, SHAPES, ClipConfig, evaluation_prompts, make_clip
+from model.training.detector import detect
+
+
+def test_detector_reads_every_attribute_of_single_shape_clips() -> None:
+    config = ClipConfig(two_shape_share=0.0)
+    wrong = []
+    for seed in range(150):
+        clip = make_clip(seed, config)
+        spec = clip.shapes[0]
+        found = detect(clip.frames)
+        if (found.colour, found.shape, found.motion, found.consistent) != (
+            spec.colour,
+            spec.shape,
+            spec.motion,
+            True,
+        ):
+            wrong.append((seed, clip.caption, found.colour, found.shape, found.motion, found.consistent))
+    assert wrong == []
+
+
+def test_detector_reads_held_out_clips_too() -> None:
+    config = ClipConfig(two_shape_share=0.0)
+    for seed in range(40):
+        clip = make_clip(seed, config, held_out=True)
+        spec = clip.shapes[0]
+        found = detect(clip.frames)
+        assert (found.colour, found.shape, found.motion) == (spec.colour, spec.shape, spec.motion), (
+            clip.caption
+        )
+
+
+def test_detector_tracks_each_shape_of_a_two_shape_clip_by_colour() -> None:
+    clips = [make_clip(seed, ClipConfig(two_shape_share=1.0)) for seed in range(40)]
+    pairs = [clip for clip in clips if len(clip.shapes) == 2]
+    assert len(pairs) >= 10
+    for clip in pairs:
+        for spec in clip.shapes:
+            found = detect(clip.frames, colour=spec.colour)
+            assert (found.shape, found.motion) == (spec.shape, spec.motion), (clip.caption, spec.colour)
+
+
+def test_detector_works_at_other_sizes() -> None:
+    config = ClipConfig(width=128, height=96, num_frames=9, two_shape_share=0.0)
+    for seed in range(10):
+        clip = make_clip(seed, config)
+        spec = clip.shapes[0]
+        found = detect(clip.frames)
+        assert (found.colour, found.shape, found.motion) == (spec.colour, spec.shape, spec.motion)
+
+
+def test_noise_is_not_a_consistent_shape() -> None:
+    noise = np.random.default_rng(0).integers(0, 256, (17, 64, 64, 3), dtype=np.uint8)
+    assert not detect(noise).consistent
+
+
+def test_a_blank_clip_has_no_shape() -> None:
+    found = detect(np.full((9, 64, 64, 3), 40, dtype=np.uint8))
+    assert (found.colour, found.shape, found.motion, found.consistent) == (None, None, None, False)
+
+
+def test_evaluation_prompts_span_shapes_and_motions() -> None:
+    held = evaluation_prompts(held_out=True, count=16)
+    seen = evaluation_prompts(held_out=False, count=16)
+    assert len(set(held)) == 16
+    assert {p[1] for p in held} == set(SHAPES)
+    assert {p[2] for p in held} == set(MOTIONS)
+    assert not {p[:3] for p in seen} & {p[:3] for p in held}
