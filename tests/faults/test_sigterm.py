@@ -81,8 +81,9 @@ def test_sigterm_as_cold_shutdown_hands_the_job_back(
     for worker in workers:
         wait_until(partial(_ready, worker), timeout=120, what=deployment.tail())
     with deployment.client(key) as client:
-        # Long enough to outlast the half second its worker still gets.
-        job_id = client.post("/generate", json={**JOB, "num_inference_steps": 100}).json()["id"]
+        # Long enough to outlast the half second its worker still gets, on a fast machine too (seconds).
+        long_job = {**JOB, "resolution": "256x256", "duration": 2, "num_inference_steps": 100}
+        job_id = client.post("/generate", json=long_job).json()["id"]
         leaving = deployment.owner_of(_running_on(deployment, job_id))
         os.kill(leaving.popen.pid, signal.SIGTERM)
         signalled = time.monotonic()
