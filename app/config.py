@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.model_options import ServedModel, parse_models
 
 DEFAULT_HOME = Path(".kinema")
 
@@ -50,8 +51,9 @@ class Settings(BaseSettings):
     # The default model: what a request that names none gets (its queue is KINEMA_QUEUE_NAME).
     model_id: str = "builtin:tiny-wan"
     # More served models, id -> local diffusers directory: `{"mochi": "/models/mochi"}` or
-    # `mochi=/models/mochi,wan-14b=/models/wan`. Each gets its own queue (app/served_models.py).
-    models: Annotated[dict[str, str], NoDecode] = {}
+    # `mochi=/models/mochi,wan-14b=/models/wan`, or with options `{"mochi": {"path": ..., "options":
+    # {"default_steps": 30}}}` (app/model_options.py). Each gets its own queue (app/served_models.py).
+    models: Annotated[dict[str, ServedModel], NoDecode] = {}
     # Set by `kinema worker --model ID`: the model this worker loads and whose queue it takes.
     worker_model: str = ""
     model_cache_dir: Path | None = None
@@ -66,6 +68,11 @@ class Settings(BaseSettings):
     step_cache_threshold: float = Field(default=0.05, ge=0)
     vae_tiling: bool = False
     video_encoder: Literal["libx264", "h264_nvenc", "auto"] = "libx264"
+    # Soundtracks (`audio` in a request): a local diffusers Stable Audio Open or AudioLDM 2 directory, or
+    # builtin:tiny-stable-audio / builtin:tiny-audioldm2 (random weights: noise); empty: requests for audio
+    # are refused. Its denoising steps: 0 is the model's default (4 for the built-ins, 100, 200).
+    audio_model: str = "builtin:tiny-stable-audio"
+    audio_steps: int = Field(default=0, ge=0)
 
     max_duration_s: int = Field(default=60, ge=1)
     max_width: int = 1920
@@ -210,19 +217,25 @@ class Settings(BaseSettings):
     @field_validator("models", mode="before")
     @classmethod
     def _model_map(cls, value: object) -> object:
-        # JSON (`{"id": "/path"}` or `{"id": {"path": "/path"}}`) or `id=/path,id2=/path2`.
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("{"):
-                value = json.loads(text)
-            else:
-                pairs = [part.split("=", 1) for part in text.split(",") if part.strip()]
-                if any(len(pair) != 2 for pair in pairs):
-                    raise ValueError("KINEMA_MODELS: use id=path,id2=path2 or a JSON object")
-                return {key.strip(): path.strip() for key, path in pairs}
-        if isinstance(value, dict):
-            return {key: entry["path"] if isinstance(entry, dict) else entry for key, entry in value.items()}
-        return value
+        # JSON (`{"id": "/path"}` or `{"id": {"path": "/path", "options": {...}}}`) or `id=/path,id2=/path2`.
+        return parse_models(value)
+
+    @model_validator(mode="after")
+    def _model_options_within_limits(self) -> Settings:
+        # A default the deployment's own limits would refuse would fail every request that leaves it out.
+        for model_id, served in self.models.items():
+            options = served.options
+            if options.default_steps is not None and options.default_steps > self.max_steps:
+                raise ValueError(
+                    f"KINEMA_MODELS: {model_id!r}: options.default_steps {options.default_steps} is over "
+                    f"KINEMA_MAX_STEPS ({self.max_steps})"
+                )
+            if options.default_fps is not None and options.default_fps > self.max_fps:
+                raise ValueError(
+                    f"KINEMA_MODELS: {model_id!r}: options.default_fps {options.default_fps} is over "
+                    f"KINEMA_MAX_FPS ({self.max_fps})"
+                )
+        return self
 
     @field_validator("home")
     @classmethod

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import replace
 
 from app.config import Settings
+from app.model_options import ModelOptions
 from model.registry import ModelSpec, UnknownModelError, get_spec
 
 _UNSAFE = re.compile(r"[^a-z0-9_-]+")
@@ -20,9 +22,16 @@ def served_paths(settings: Settings) -> dict[str, str | None]:
 
     The default model comes first; it may also be one of KINEMA_MODELS' ids.
     """
-    served: dict[str, str | None] = {settings.model_id: settings.models.get(settings.model_id)}
-    served.update(settings.models)
+    default = settings.models.get(settings.model_id)
+    served: dict[str, str | None] = {settings.model_id: default.path if default is not None else None}
+    served.update({model_id: entry.path for model_id, entry in settings.models.items()})
     return served
+
+
+def served_options(model_id: str, settings: Settings) -> ModelOptions:
+    """The options KINEMA_MODELS sets for `model_id` (none set: every field None or off)."""
+    entry = settings.models.get(model_id)
+    return entry.options if entry is not None else ModelOptions()
 
 
 def is_served(model_id: str, settings: Settings) -> bool:
@@ -31,11 +40,35 @@ def is_served(model_id: str, settings: Settings) -> bool:
 
 
 def served_spec(model_id: str, settings: Settings) -> ModelSpec:
-    """The spec of a served model, under its served id. Raises UnknownModelError."""
+    """The spec of a served model, under its served id, with its KINEMA_MODELS options applied.
+
+    What the gateway validates requests against and fills their defaults from. Raises UnknownModelError.
+    """
     paths = served_paths(settings)
     if model_id not in paths:
         raise UnknownModelError(f"{model_id!r} is not served here; available: {', '.join(map(repr, paths))}")
-    return get_spec(model_id, paths[model_id])
+    return with_options(get_spec(model_id, paths[model_id]), served_options(model_id, settings))
+
+
+def with_options(spec: ModelSpec, options: ModelOptions) -> ModelSpec:
+    """`spec` with the request defaults and the frame cap `options` set.
+
+    The cap only lowers the model's own limit, rounded down to a frame count the model makes
+    (`frame_step * k + 1`), so the longest request allowed still fits once the worker rounds it up.
+    """
+    changes: dict[str, int | float] = {}
+    if options.default_steps is not None:
+        changes["default_steps"] = options.default_steps
+    if options.default_guidance is not None:
+        changes["default_guidance"] = options.default_guidance
+    if options.default_fps is not None:
+        changes["default_fps"] = options.default_fps
+    if options.max_frames_total is not None:
+        step = spec.frame_step
+        cap = min(spec.max_frames_total, step * ((options.max_frames_total - 1) // step) + 1)
+        changes["max_frames_total"] = cap
+        changes["max_frames_per_pass"] = min(spec.max_frames_per_pass, cap)
+    return replace(spec, **changes)  # type: ignore[arg-type]  # each key is a field of its type
 
 
 def queue_for(model_id: str, settings: Settings) -> str:

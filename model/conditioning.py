@@ -84,6 +84,9 @@ def encode_wan(vae: AutoencoderKLWan, frames: np.ndarray) -> torch.Tensor:
     """
     # A copy: the frames may be a read-only array (a decoded image, a memory-mapped source).
     video = torch.from_numpy(np.array(frames, dtype=np.uint8)).permute(3, 0, 1, 2).unsqueeze(0)
+    if hasattr(vae, "_hf_hook"):
+        # With CPU offload the hook moves the VAE to the GPU inside `vae.encode`: too late for `vae.device`.
+        vae._hf_hook.pre_forward(vae)
     video = (video.to(vae.device, vae.dtype) / 127.5) - 1.0
     with torch.inference_mode():
         latents = vae.encode(video).latent_dist.mode()

@@ -15,6 +15,7 @@ class Phase(StrEnum):
 
     QUEUED = "queued"
     LOADING = "loading"
+    AUDIO = "audio"  # the soundtrack (`model.audio`), made before the video when a job asks for one
     DENOISING = "denoising"
     DECODING = "decoding"
     ENCODING = "encoding"
@@ -105,6 +106,8 @@ class InferenceOptions:
     - `step_cache`: "first_block" skips the remaining transformer blocks of a pass when the first block's
       residual changed by less than `step_cache_threshold` (relative mean) since the last full pass.
     - `vae_tiling`: decode in overlapping spatial tiles (less memory at 720p/1080p; whole clip at once).
+    - `cpu_offload`: diffusers' model CPU offload: the weights stay in CPU memory and each component moves
+      to the GPU while it runs (a model larger than the GPU's memory runs, slower). No effect on the CPU.
     - `video_encoder`: "auto" uses NVENC when PyAV has it and it opens, else libx264.
     """
 
@@ -116,6 +119,7 @@ class InferenceOptions:
     step_cache_threshold: float = 0.05
     vae_tiling: bool = False
     video_encoder: VideoEncoder = "libx264"
+    cpu_offload: bool = False
 
     def __post_init__(self) -> None:
         if self.dtype not in _DTYPES:

@@ -155,7 +155,8 @@ def load_pipeline(
     `builtin:tiny-wan` is built into `cache_dir/tiny-wan-v1` on first use, then loaded from disk like
     any other pipeline. With `path` (a directory or `builtin:tiny-wan`) the model is served as
     `model_id` (see `model.registry.get_spec`). The device defaults to `pick_device_and_dtype()`; the
-    dtype to `options.dtype` ("auto": bfloat16 on CUDA, float32 elsewhere). The speed switches in
+    dtype to `options.dtype` ("auto": bfloat16 on CUDA, float32 elsewhere). With `options.cpu_offload`
+    on a GPU the weights stay in CPU memory (diffusers' model CPU offload). The speed switches in
     `options` are applied after loading (`model.speedups`). Raises `ModelError`.
     """
     options = options or InferenceOptions()
@@ -187,7 +188,11 @@ def load_pipeline(
                 weights, subfolder="vae", local_files_only=True, **{_DTYPE_KWARG: torch.float32}
             )
         pipe = pipeline_class.from_pretrained(weights, **kwargs)
-        pipe.to(device)
+        if options.cpu_offload and device.type != "cpu":
+            # The weights stay in CPU memory; each component moves to the GPU while it runs.
+            pipe.enable_model_cpu_offload(device=device)
+        else:
+            pipe.to(device)
     except Exception as exc:
         # Without accelerate diffusers cannot load models that keep some layers in fp32 (Wan does).
         hint = "" if importlib.util.find_spec("accelerate") else " (is the `accelerate` package installed?)"

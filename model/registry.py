@@ -28,7 +28,7 @@ class ModelSpec:
     family: str
     pipeline_class: str
     description: str
-    # Frame counts must be `frame_step * k + 1` (Wan and LTX: temporal VAE compression 4 or 8).
+    # Frame counts must be `frame_step * k + 1` (Wan 4, LTX 8: the VAE's temporal compression; CogVideoX 8).
     frame_step: int
     # The latent grid: generation sizes are rounded up to this and cropped back to the request.
     spatial_multiple: int
@@ -45,6 +45,9 @@ class ModelSpec:
     max_width: int = 1920
     max_height: int = 1920
     path: str | None = None
+    # The one size the pipeline runs at, when it has no other (learned positional embeddings): requests
+    # up to it are center-cropped from it.
+    fixed_size: tuple[int, int] | None = None
 
     def num_frames_for(self, duration_s: float, fps: int) -> int:
         """The smallest valid frame count that covers `duration_s` at `fps`."""
@@ -61,7 +64,9 @@ class ModelSpec:
         return (self.max_frames_total - 1) / fps
 
     def generation_size(self, width: int, height: int) -> tuple[int, int]:
-        """The size the pipeline runs at: the request rounded up to the latent grid."""
+        """The size the pipeline runs at: the request rounded up to the latent grid (or the fixed size)."""
+        if self.fixed_size is not None:
+            return self.fixed_size
         m = self.spatial_multiple
         return (math.ceil(width / m) * m, math.ceil(height / m) * m)
 
@@ -97,7 +102,9 @@ _LTX: dict[str, object] = {
 }
 _COGVIDEOX: dict[str, object] = {
     "family": "cogvideox",
-    "frame_step": 4,
+    # The VAE compresses time 4x, but decodes an even number of latent frames to 4n frames, not 4(n-1)+1:
+    # only an odd latent count gives the frames asked for, so 8k+1 (49 frames: 13 latent frames).
+    "frame_step": 8,
     "spatial_multiple": 16,
     "default_fps": 8,
     "default_steps": 50,
@@ -220,10 +227,31 @@ def _directory_spec(model_id: str, path: Path) -> ModelSpec:
     if family is None:
         supported = ", ".join(sorted(_FAMILY_BY_PIPELINE))
         raise UnknownModelError(f"{model_id!r} is a {pipeline_class}; supported pipelines: {supported}")
-    return ModelSpec(
+    spec = ModelSpec(
         id=model_id,
         pipeline_class=pipeline_class,
         description=f"{pipeline_class} from {path}",
         path=str(path.resolve()),
         **family,  # type: ignore[arg-type]
+    )
+    return _with_fixed_size(spec, path)
+
+
+def _with_fixed_size(spec: ModelSpec, path: Path) -> ModelSpec:
+    """CogVideoX-5b-I2V's learned positional embeddings: its transformer runs at its sample size only."""
+    config_path = path / "transformer" / "config.json"
+    if not spec.family.startswith("cogvideox") or not config_path.is_file():
+        return spec
+    config = json.loads(config_path.read_text())
+    if not config.get("use_learned_positional_embeddings"):
+        return spec
+    # The sample size is in latent pixels; CogVideoX's VAE is 8x (720x480 for 90x60).
+    width, height = int(config["sample_width"]) * 8, int(config["sample_height"]) * 8
+    return replace(
+        spec,
+        fixed_size=(width, height),
+        default_width=width,
+        default_height=height,
+        max_width=width,
+        max_height=height,
     )

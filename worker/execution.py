@@ -23,8 +23,9 @@ from app.jobs.live import get_progress_channel
 from app.jobs.models import Job, spritesheet_key_for
 from app.jobs.states import JobStatus
 from app.storage import StorageError, get_storage
+from model.audio import LoadedAudioModel
 from model.config import DEFAULT_STRENGTH, GenerationCanceled, GenerationRequest, ModelError, Phase
-from model.export import VideoInfo, render_mp4
+from model.export import AudioClip, VideoInfo, render_mp4
 from model.generate import generate
 from model.pipeline import LoadedModel
 from model.spritesheet import render_spritesheet
@@ -34,6 +35,7 @@ from worker.modes import InputRefs, JobInputs, extension_frames, load_inputs
 from worker.progress import Heartbeat, ProgressReporter, RunLost
 from worker.provenance import mark_frames, sign_video
 from worker.retry import with_db_retry
+from worker.soundtrack import make_soundtrack
 from worker.sources import InputUnreadable
 from worker.timing import RunClock
 from worker.upload import Output, store_outputs
@@ -65,6 +67,9 @@ class JobSpec:
     strength: float | None
     # The parent job's MP4 (extend, remix, an edit of a job), read from its row at the claim.
     parent_video_key: str | None = None
+    # A soundtrack, from `audio_prompt` or else the prompt.
+    audio: bool = False
+    audio_prompt: str | None = None
 
     @classmethod
     def from_row(cls, job: Job, parent: Job | None = None) -> JobSpec:
@@ -214,14 +219,26 @@ def _run(spec: JobSpec, run: runs.Run, settings: Settings, should_stop: Callable
         timing=timing,
     )
     reporter = ProgressReporter(
-        run, get_progress_channel(), write_interval_s=settings.progress_write_interval_s, clock=clock
+        run,
+        get_progress_channel(),
+        write_interval_s=settings.progress_write_interval_s,
+        clock=clock,
+        audio=spec.audio,
     )
     reporter.report(Phase.LOADING, 0, 1)
     loaded = runtime.get_model(spec.model)
+    audio_model = runtime.get_audio_model() if spec.audio else None
     with tempfile.TemporaryDirectory(prefix="kinema-") as tmp:
         inputs = load_inputs(spec.input_refs, settings, get_storage(), Path(tmp))
         reporter.report(Phase.LOADING, 1, 1)
-        info = _generate_and_store(spec, inputs, settings, reporter, should_stop, Path(tmp), loaded)
+        soundtrack = (
+            _soundtrack(spec, inputs, audio_model, settings, reporter, should_stop)
+            if audio_model is not None
+            else None
+        )
+        info = _generate_and_store(
+            spec, inputs, settings, reporter, should_stop, Path(tmp), loaded, soundtrack
+        )
     owned = with_db_retry(
         lambda session: runs.succeed(
             session,
@@ -232,6 +249,9 @@ def _run(spec: JobSpec, run: runs.Run, settings: Settings, should_stop: Callable
             output_duration_s=info.duration,
             output_bytes=info.bytes,
             output_sha256=info.sha256,
+            output_audio_codec=info.audio.codec if info.audio is not None else None,
+            output_audio_sample_rate=info.audio.sample_rate if info.audio is not None else None,
+            output_audio_channels=info.audio.channels if info.audio is not None else None,
         ),
         what=f"recording job {spec.id}",
     )
@@ -242,6 +262,33 @@ def _run(spec: JobSpec, run: runs.Run, settings: Settings, should_stop: Callable
     log.info("job %s succeeded: %d frames, %d bytes", spec.id, info.frames, info.bytes)
 
 
+def _soundtrack(
+    spec: JobSpec,
+    inputs: JobInputs,
+    model: LoadedAudioModel,
+    settings: Settings,
+    reporter: ProgressReporter,
+    should_stop: Callable[[], bool],
+) -> AudioClip:
+    """The job's sound, for the whole MP4 (an extension's parent part included), before any frame."""
+    try:
+        return make_soundtrack(
+            model,
+            prompt=spec.audio_prompt or spec.prompt,
+            seed=spec.seed,
+            fps=spec.fps,
+            frames=spec.num_frames,
+            lead=inputs.lead,
+            lead_frames=inputs.lead_frames,
+            steps=settings.audio_steps or None,
+            on_step=reporter.on_step,
+            should_stop=should_stop,
+        )
+    except GenerationCanceled:
+        reporter.flush()  # the row shows the step it stopped at
+        raise
+
+
 def _generate_and_store(
     spec: JobSpec,
     inputs: JobInputs,
@@ -250,8 +297,10 @@ def _generate_and_store(
     should_stop: Callable[[], bool],
     tmp: Path,
     loaded: LoadedModel,
+    soundtrack: AudioClip | None = None,
 ) -> VideoInfo:
-    """Generate, encode with the marks, sign, and upload the video, thumbnail and spritesheet."""
+    """Generate, encode with the marks (and the soundtrack, if any), sign, and upload the video,
+    thumbnail and spritesheet."""
     request = GenerationRequest(
         prompt=spec.prompt,
         negative_prompt=spec.negative_prompt,
@@ -294,6 +343,7 @@ def _generate_and_store(
             thumbnail_path=thumb_path,
             thumbnail_index=(inputs.lead_frames + spec.num_frames) // 2,
             encoder=settings.video_encoder,
+            audio=soundtrack,
         )
     except GenerationCanceled:
         reporter.flush()  # the row shows the step it stopped at

@@ -27,15 +27,22 @@ PHASE_SPAN: dict[Phase, tuple[int, int]] = {
     Phase.ENCODING: (94, 97),
     Phase.UPLOADING: (97, 99),
 }
+# A job with a soundtrack makes it first, in a tenth of the bar taken from denoising's share.
+AUDIO_PHASE_SPAN: dict[Phase, tuple[int, int]] = {
+    **PHASE_SPAN,
+    Phase.AUDIO: (5, 15),
+    Phase.DENOISING: (15, 85),
+}
 
 
 class RunLost(Exception):
     """The job's row no longer names this run (its lease ran out and another worker took it)."""
 
 
-def percent(phase: Phase, step: int, total: int) -> int:
-    """Overall progress 0-99 for `step` of `total` in `phase` (100 is only ever `succeeded`)."""
-    start, end = PHASE_SPAN[phase]
+def percent(phase: Phase, step: int, total: int, *, audio: bool = False) -> int:
+    """Overall progress 0-99 for `step` of `total` in `phase` (100 is only ever `succeeded`); `audio`:
+    the job makes a soundtrack too."""
+    start, end = (AUDIO_PHASE_SPAN if audio else PHASE_SPAN)[phase]
     fraction = min(1.0, step / total) if total > 0 else 0.0
     return int(start + (end - start) * fraction)
 
@@ -50,8 +57,10 @@ class ProgressReporter:
         *,
         write_interval_s: float,
         clock: RunClock | None = None,
+        audio: bool = False,
     ) -> None:
         self.run = run
+        self.audio = audio
         self.channel = channel
         self.write_interval_s = write_interval_s
         self.clock = clock
@@ -63,7 +72,7 @@ class ProgressReporter:
     def report(self, phase: Phase, step: int, total: int) -> None:
         """Publish now; write the row when the phase changed or the interval passed."""
         self.step_timer.tick(phase, step)
-        progress = percent(phase, step, total)
+        progress = percent(phase, step, total, audio=self.audio)
         finish = self.clock.expected_finish(phase, step, total) if self.clock is not None else None
         if self.channel is not None:
             snapshot = ProgressSnapshot(JobStatus.IN_PROGRESS, phase, progress, step, total, finish)

@@ -1,16 +1,21 @@
-"""Per-process state of a worker: the loaded model (once per process) and the worker's name."""
+"""Per-process state of a worker: the loaded models (once per process) and the worker's name."""
 
 from __future__ import annotations
 
 import logging
 import os
 import socket
+from typing import TYPE_CHECKING
 
 from app.config import Settings, get_settings
-from app.served_models import served_paths
+from app.model_options import ModelOptions
+from app.served_models import served_options, served_paths
 from model import generate
-from model.config import InferenceOptions
+from model.config import InferenceOptions, ModelError
 from model.pipeline import LoadedModel
+
+if TYPE_CHECKING:
+    from model.audio import LoadedAudioModel
 
 log = logging.getLogger(__name__)
 
@@ -20,16 +25,22 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def inference_options(settings: Settings) -> InferenceOptions:
-    """The speed switches the settings ask for (`KINEMA_DTYPE`, `KINEMA_COMPILE`, ...)."""
+def inference_options(settings: Settings, model_id: str | None = None) -> InferenceOptions:
+    """The speed switches the settings ask for (`KINEMA_DTYPE`, `KINEMA_COMPILE`, ...).
+
+    With `model_id`, that model's KINEMA_MODELS options (`dtype`, `cpu_offload`, `enable_vae_tiling`)
+    take the place of the deployment-wide settings.
+    """
+    options = served_options(model_id, settings) if model_id is not None else ModelOptions()
     return InferenceOptions(
-        dtype=settings.dtype,
+        dtype=options.dtype or settings.dtype,
         attention_backend=settings.attention_backend or None,
         compile=settings.compile,
         cfg_batch=settings.cfg_batch,
         step_cache=None if settings.step_cache == "none" else settings.step_cache,
         step_cache_threshold=settings.step_cache_threshold,
-        vae_tiling=settings.vae_tiling,
+        vae_tiling=settings.vae_tiling if options.enable_vae_tiling is None else options.enable_vae_tiling,
+        cpu_offload=options.cpu_offload,
         video_encoder=settings.video_encoder,
     )
 
@@ -37,11 +48,25 @@ def inference_options(settings: Settings) -> InferenceOptions:
 def get_model(model_id: str) -> LoadedModel:
     """The pipeline for `model_id` with the settings' speed switches, loaded once per process.
 
-    A KINEMA_MODELS id loads from its directory; any other id names a built-in or a directory itself.
+    A KINEMA_MODELS id loads from its directory, with its options; any other id names a built-in or a
+    directory itself.
     """
     settings = get_settings()
     path = served_paths(settings).get(model_id)
-    return generate.get_model(model_id, settings.effective_model_cache_dir, inference_options(settings), path)
+    options = inference_options(settings, model_id)
+    return generate.get_model(model_id, settings.effective_model_cache_dir, options, path)
+
+
+def get_audio_model() -> LoadedAudioModel:
+    """The soundtrack pipeline (KINEMA_AUDIO_MODEL), loaded once per process when a job first asks for
+    audio. Raises `ModelError` when none is configured (the gateway refuses such requests already; a
+    worker configured differently fails the job saying so)."""
+    from model import audio  # its transformers and diffusers classes load with the first audio job
+
+    settings = get_settings()
+    if not settings.audio_model:
+        raise ModelError("This job asks for audio, but this worker has no audio model (KINEMA_AUDIO_MODEL).")
+    return audio.get_audio_model(settings.audio_model, settings.effective_model_cache_dir)
 
 
 def served_model(settings: Settings) -> str:

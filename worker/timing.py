@@ -28,7 +28,8 @@ class RunClock:
     def expected_finish(self, phase: Phase, step: int, total: int) -> float | None:
         """When the run should finish, seen from `step` of `total` in `phase`; None: no basis yet."""
         now = time.time()
-        if phase is Phase.LOADING:
+        if phase in (Phase.LOADING, Phase.AUDIO):
+            # Denoising is timed from the end of what comes before it (loading, then the soundtrack).
             if total and step >= total:
                 self._loaded_at = now
             return now + self.timing.run_s(self.units, self.steps) if self.timing is not None else None

@@ -93,7 +93,10 @@ def build_submission(
         raise _usage(f"Use one of --image, --video, --extend and --remix, not {' and '.join(given)}.")
     if strength is not None and not (video or remix):
         raise _usage("--strength goes with --video or --remix.")
-    common = ("seed", "num_inference_steps", "guidance_scale", "negative_prompt", "webhook_url")
+    common = (
+        "seed", "num_inference_steps", "guidance_scale", "negative_prompt", "webhook_url", "audio",
+        "audio_prompt",
+    )  # fmt: skip
     fields: dict[str, Any] = {"prompt": prompt}
     fields.update({name: options[name] for name in common if options.get(name) is not None})
     if extend or remix:
@@ -160,6 +163,12 @@ def generate(
         float | None, typer.Option(help="With --video or --remix: how much of the source changes, 0-1.")
     ] = None,
     webhook_url: Annotated[str | None, typer.Option(help="Receives the job's webhook events.")] = None,
+    audio: Annotated[
+        bool, typer.Option("--audio", help="Add a soundtrack made from the prompt (AAC in the MP4).")
+    ] = False,
+    audio_prompt: Annotated[
+        str | None, typer.Option(help="What the soundtrack sounds like (implies --audio).")
+    ] = None,
     wait: Annotated[
         bool, typer.Option("--wait/--no-wait", help="Wait and download; --no-wait prints the queued job.")
     ] = True,
@@ -172,7 +181,7 @@ def generate(
     options = {
         "duration": duration, "resolution": size, "aspect_ratio": aspect_ratio, "fps": fps, "seed": seed,
         "num_inference_steps": steps, "guidance_scale": guidance_scale, "negative_prompt": negative_prompt,
-        "model": model, "webhook_url": webhook_url,
+        "model": model, "webhook_url": webhook_url, "audio": audio or None, "audio_prompt": audio_prompt,
     }  # fmt: skip
     with reporting():
         submission = build_submission(
@@ -194,9 +203,10 @@ def generate(
         print_json(job)
         return
     result = job["output"]
+    sound = f", {result['audio_codec']} audio" if result.get("audio") else ""
     typer.echo(
-        f"{output} ({result['width']}x{result['height']}, {result['frames']} frames at {result['fps']} fps, "
-        f"{result['bytes']} bytes)"
+        f"{output} ({result['width']}x{result['height']}, {result['frames']} frames at {result['fps']} fps"
+        f"{sound}, {result['bytes']} bytes)"
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, text
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, utcnow
@@ -57,6 +57,9 @@ class Job(Base):
     seed: Mapped[int] = mapped_column(BigInteger)
     num_inference_steps: Mapped[int]
     guidance_scale: Mapped[float]
+    # A soundtrack made from `audio_prompt`, else from the prompt (migration 0009).
+    audio: Mapped[bool] = mapped_column(default=False, server_default=false())
+    audio_prompt: Mapped[str | None] = mapped_column(Text, default=None)
 
     error_code: Mapped[str | None] = mapped_column(String(64), default=None)
     error_message: Mapped[str | None] = mapped_column(Text, default=None)
@@ -67,6 +70,10 @@ class Job(Base):
     output_duration_s: Mapped[float | None] = mapped_column(default=None)
     output_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
     output_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The MP4's audio stream, when it has one: codec ("aac"), sample rate and channels (migration 0009).
+    output_audio_codec: Mapped[str | None] = mapped_column(String(16), default=None)
+    output_audio_sample_rate: Mapped[int | None] = mapped_column(default=None)
+    output_audio_channels: Mapped[int | None] = mapped_column(default=None)
 
     # Which run owns the job: writes from any other run are refused (compare-and-set on this token).
     run_token: Mapped[str | None] = mapped_column(String(40), default=None)

@@ -48,6 +48,8 @@ class Options:
     num_inference_steps: int
     guidance_scale: float
     webhook_url: str | None  # receives the job's terminal events
+    audio: bool = False  # a soundtrack, from `audio_prompt` or else the prompt
+    audio_prompt: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,8 @@ class Parameters:
     input_key: str | None = None  # the stored input image or video
     input_type: str | None = None  # "image" or "video"
     strength: float | None = None  # edit and remix: how much of the source is re-noised
+    audio: bool = False  # a soundtrack, from `audio_prompt` or else the prompt
+    audio_prompt: str | None = None
 
 
 # The pipeline mode (model/registry.py) each job kind runs.
@@ -174,6 +178,7 @@ def resolve_options(body: GenerationOptions, spec: ModelSpec, settings: Settings
             f"negative_prompt is longer than {settings.max_prompt_length} characters.",
             param="negative_prompt",
         )
+    audio, audio_prompt = resolve_audio(body, settings)
     steps = body.num_inference_steps if body.num_inference_steps is not None else spec.default_steps
     if steps > settings.max_steps:
         raise InvalidRequest(
@@ -189,7 +194,40 @@ def resolve_options(body: GenerationOptions, spec: ModelSpec, settings: Settings
         webhook_url=(
             None if body.webhook_url is None else checked_url(body.webhook_url, settings, param="webhook_url")
         ),
+        audio=audio,
+        audio_prompt=audio_prompt,
     )
+
+
+def resolve_audio(body: GenerationOptions, settings: Settings) -> tuple[bool, str | None]:
+    """Whether the job gets a soundtrack and its prompt; a 400 naming the field when the deployment has
+    no audio model, or the audio prompt is empty, too long, or sent with `audio: false`."""
+    if body.audio_prompt is None:
+        audio_prompt = None
+    else:
+        audio_prompt = body.audio_prompt.strip()
+        if not audio_prompt:
+            raise InvalidRequest("audio_prompt must not be empty.", param="audio_prompt")
+        if len(audio_prompt) > settings.max_prompt_length:
+            raise InvalidRequest(
+                f"audio_prompt is {len(audio_prompt)} characters; the limit is {settings.max_prompt_length}.",
+                param="audio_prompt",
+            )
+        if "audio" in body.model_fields_set and not body.audio:
+            raise InvalidRequest(
+                "audio_prompt asks for a soundtrack but audio is false: leave audio out or set it to true.",
+                param="audio_prompt",
+            )
+    audio = body.audio or audio_prompt is not None
+    if audio and not settings.audio_model:
+        param = "audio" if body.audio else "audio_prompt"
+        raise InvalidRequest(
+            f"This deployment has no audio model (KINEMA_AUDIO_MODEL), so it cannot add a soundtrack; "
+            f"leave out {param}.",
+            param=param,
+            code="audio_unavailable",
+        )
+    return audio, audio_prompt
 
 
 def resolve_shape(body: GenerateRequest, spec: ModelSpec, settings: Settings) -> Shape:
@@ -226,6 +264,8 @@ def combine(options: Options, shape: Shape, **mode: Any) -> Parameters:
         num_inference_steps=options.num_inference_steps,
         guidance_scale=options.guidance_scale,
         webhook_url=options.webhook_url,
+        audio=options.audio,
+        audio_prompt=options.audio_prompt,
         **mode,
     )
 

@@ -25,6 +25,16 @@ class GenerationOptions(BaseModel):
         description="Receives this job's `video.completed`, `video.failed` and `video.canceled` events, "
         "signed with the secret from GET /v1/webhooks/default/secret.",
     )
+    audio: bool = Field(
+        default=False,
+        description="Add a soundtrack as long as the video (AAC in the MP4), made by the deployment's audio "
+        "model (KINEMA_AUDIO_MODEL) from `audio_prompt`, else from `prompt`.",
+    )
+    audio_prompt: str | None = Field(
+        default=None,
+        description="What the soundtrack sounds like (1 to KINEMA_MAX_PROMPT_LENGTH characters); implies "
+        "`audio`.",
+    )
 
 
 class GenerateRequest(GenerationOptions):
@@ -88,6 +98,10 @@ class JobParameters(BaseModel):
     seed: int
     num_inference_steps: int
     guidance_scale: float
+    audio: bool = Field(default=False, description="Whether the video gets a soundtrack.")
+    audio_prompt: str | None = Field(
+        default=None, description="What the soundtrack was asked to sound like (null: the prompt)."
+    )
 
 
 class JobOutput(BaseModel):
@@ -100,6 +114,10 @@ class JobOutput(BaseModel):
     duration: float
     bytes: int
     sha256: str
+    audio: bool = Field(default=False, description="Whether the MP4 has an audio stream.")
+    audio_codec: str | None = Field(default=None, description="The audio stream's codec (`aac`).")
+    audio_sample_rate: int | None = Field(default=None, description="The audio's samples per second.")
+    audio_channels: int | None = Field(default=None, description="1 (mono) or 2 (stereo).")
 
 
 class JobInput(BaseModel):

@@ -98,9 +98,10 @@ def submit(
     With `idempotency` the key's row commits with the job; a concurrent duplicate raises IntegrityError.
     """
     # 400 moderation_blocked (audited) before anything is written; flagged prompts go on, recorded.
-    flagged = moderation.screen(
-        session, key, {"prompt": params.prompt, "negative_prompt": params.negative_prompt}, get_settings()
-    )
+    texts = {"prompt": params.prompt, "negative_prompt": params.negative_prompt}
+    if params.audio_prompt:
+        texts["audio_prompt"] = params.audio_prompt  # screened by the prompt's rules
+    flagged = moderation.screen(session, key, texts, get_settings())
     job_id = new_job_id()
     # Counted before the key's row is locked, in this transaction: the 202 needs no second one.
     position = _queued_ahead(session, params.model, job_id)
@@ -256,6 +257,10 @@ def to_out(
             duration=job.output_duration_s or 0.0,
             bytes=job.output_bytes or 0,
             sha256=job.output_sha256 or "",
+            audio=job.output_audio_codec is not None,
+            audio_codec=job.output_audio_codec,
+            audio_sample_rate=job.output_audio_sample_rate,
+            audio_channels=job.output_audio_channels,
         )
     error = JobError(code=job.error_code, message=job.error_message or "") if job.error_code else None
     return JobOut(
@@ -283,6 +288,8 @@ def to_out(
             seed=job.seed,
             num_inference_steps=job.num_inference_steps,
             guidance_scale=job.guidance_scale,
+            audio=job.audio,
+            audio_prompt=job.audio_prompt,
         ),
         attempts=job.attempts,
         created_at=job.created_at,

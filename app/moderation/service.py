@@ -52,13 +52,17 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+# Fields the policy's categories do not name, checked by the rules of the field they stand in for.
+CHECKED_AS = {"audio_prompt": "prompt"}
+
+
 def _rule_findings(policy: Policy, key: ApiKey, fields: dict[str, str]) -> list[Finding]:
     override = policy.override_for(key.id, key.prefix)
     findings = []
     for param, text in fields.items():
         if not text:
             continue
-        found = check_text(policy, text, param=param, override=override)
+        found = check_text(policy, text, param=CHECKED_AS.get(param, param), override=override)
         blocked = sorted(name for name, action in found.items() if action == Action.BLOCK)
         flagged = sorted(name for name, action in found.items() if action == Action.FLAG)
         if blocked:

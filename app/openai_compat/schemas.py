@@ -50,6 +50,12 @@ class CreateVideoRequest(BaseModel):
     strength: float | None = Field(
         default=None, gt=0, le=1, description="Kinema extension, with a video input: how much is re-noised."
     )
+    audio: bool | None = Field(
+        default=None, description="Kinema extension: add a soundtrack as long as the video (AAC in the MP4)."
+    )
+    audio_prompt: str | None = Field(
+        default=None, description="Kinema extension: what the soundtrack sounds like; implies `audio`."
+    )
 
 
 class RemixVideoRequest(BaseModel):
@@ -141,6 +147,9 @@ class ModelCapabilities(BaseModel):
     pipeline: str = Field(default="", description="The diffusers pipeline class.")
     frame_step: int = Field(default=1, description="Frame counts it makes: frame_step * k + 1.")
     max_frames_per_pass: int = 0
+    max_frames_total: int = Field(
+        default=0, description="The most frames one request makes (passes chained)."
+    )
     default_steps: int = 0
     default_guidance: float = 0.0
     default: bool = Field(default=False, description="Requests that name no model get this one.")

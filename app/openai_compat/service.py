@@ -91,6 +91,11 @@ def generate_request(body: CreateVideoRequest, settings: Settings) -> GenerateRe
         fields["duration"] = float(parse_seconds(body.seconds, settings))
     if body.size is not None:
         fields["resolution"] = parse_size(body.size)
+    # Only when given: /generate tells `audio: false` with an audio_prompt from leaving it out.
+    if body.audio is not None:
+        fields["audio"] = body.audio
+    if body.audio_prompt is not None:
+        fields["audio_prompt"] = body.audio_prompt
     try:
         return GenerateRequest.model_validate(fields)
     except ValidationError as exc:
@@ -151,6 +156,7 @@ def describe_model(spec: ModelSpec, settings: Settings) -> ModelObject:
             pipeline=spec.pipeline_class,
             frame_step=spec.frame_step,
             max_frames_per_pass=spec.max_frames_per_pass,
+            max_frames_total=spec.max_frames_total,
             default_steps=spec.default_steps,
             default_guidance=spec.default_guidance,
             default=spec.id == settings.model_id,

@@ -11,7 +11,8 @@ from pydantic import ValidationError
 
 from app.config import Settings, get_settings
 from app.jobs.models import Job
-from app.served_models import generation_queues, queue_for, served_paths
+from app.model_options import ModelOptions
+from app.served_models import generation_queues, queue_for, served_options, served_paths
 
 MOCHI = "tiny-mochi"
 
@@ -47,13 +48,59 @@ def test_kinema_models_reads_json_or_id_equals_path(
     raw: str, expected: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("KINEMA_MODELS", raw)
-    assert Settings().models == expected
+    settings = Settings()
+    assert {model_id: entry.path for model_id, entry in settings.models.items()} == expected
+    assert all(entry.options == ModelOptions() for entry in settings.models.values())  # none given
 
 
 def test_kinema_models_refuses_an_entry_without_a_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KINEMA_MODELS", "a=/m/a,b")
     with pytest.raises(ValidationError, match="id=path"):
         Settings()
+
+
+def test_kinema_models_reads_options_next_to_a_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    options = {
+        "default_steps": 30,
+        "default_guidance": 4.0,
+        "default_fps": 12,
+        "max_frames_total": 97,
+        "dtype": "bf16",
+        "cpu_offload": True,
+        "enable_vae_tiling": True,
+    }
+    raw = {"plain": "/m/plain", "tuned": {"path": "/m/tuned", "options": options}}
+    monkeypatch.setenv("KINEMA_MODELS", json.dumps(raw))
+    settings = Settings()
+    assert served_paths(settings) == {"builtin:tiny-wan": None, "plain": "/m/plain", "tuned": "/m/tuned"}
+    assert served_options("tuned", settings) == ModelOptions.model_validate(options)
+    # A model with no options, and one not in KINEMA_MODELS at all, keep the registry's and settings' values.
+    assert served_options("plain", settings) == served_options("builtin:tiny-wan", settings) == ModelOptions()
+
+
+@pytest.mark.parametrize(
+    ("entry", "words"),
+    [
+        ({"path": "/m", "options": {"default_steps": 0}}, ["options.default_steps", "greater than"]),
+        ({"path": "/m", "options": {"default_fps": "fast"}}, ["options.default_fps"]),
+        ({"path": "/m", "options": {"dtype": "int8"}}, ["options.dtype", "bf16"]),
+        ({"path": "/m", "options": {"cpu_offload": "yes"}}, ["options.cpu_offload"]),
+        ({"path": "/m", "options": {"steps": 30}}, ["options.steps", "not permitted"]),
+        ({"path": "/m", "options": {"max_frames_total": -1}}, ["options.max_frames_total"]),
+        ({"options": {"default_steps": 30}}, ["path", "required"]),
+        ({"path": "/m", "options": {"default_steps": 500}}, ["options.default_steps", "KINEMA_MAX_STEPS"]),
+        ({"path": "/m", "options": {"default_fps": 240}}, ["options.default_fps", "KINEMA_MAX_FPS"]),
+    ],
+)
+def test_a_bad_model_option_is_refused_when_settings_load_naming_model_and_key(
+    monkeypatch: pytest.MonkeyPatch, entry: dict[str, Any], words: list[str]
+) -> None:
+    monkeypatch.setenv("KINEMA_MODELS", json.dumps({"fine": "/m/fine", "wan-14b": entry}))
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+    message = str(raised.value)
+    assert all(word in message for word in ["KINEMA_MODELS", "'wan-14b'", *words]), message
+    assert "'fine'" not in message
 
 
 def test_each_model_has_its_own_queue_and_the_default_keeps_the_old_one() -> None:
@@ -173,3 +220,50 @@ def test_v1_videos_names_a_model_too_and_sora_names_mean_the_default(
         )
         assert response.status_code == 200, response.text
         assert response.json()["model"] == served
+
+
+@pytest.fixture
+def tuned_mochi(settings_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
+    """`tiny-mochi` served with its own defaults and a lower frame cap (KINEMA_MODELS options)."""
+    mochi = tmp_path / "mochi"
+    mochi.mkdir()
+    (mochi / "model_index.json").write_text(json.dumps({"_class_name": "MochiPipeline"}))
+    options = {"default_steps": 12, "default_guidance": 2.5, "default_fps": 10, "max_frames_total": 64}
+    monkeypatch.setenv("KINEMA_MODELS", json.dumps({MOCHI: {"path": str(mochi), "options": options}}))
+    get_settings.cache_clear()
+    return get_settings()
+
+
+def test_model_options_change_the_defaults_and_limits_the_api_lists(
+    tuned_mochi: Settings, client: Any, make_key: Any
+) -> None:
+    _, key = make_key()
+    wan, mochi = (
+        model["capabilities"] for model in client.get("/v1/models", headers=_auth(key)).json()["data"]
+    )
+    assert (mochi["fps"], mochi["default_steps"], mochi["default_guidance"]) == (10, 12, 2.5)
+    # The cap, 64, rounded down to Mochi's 6k+1 rule: 61 frames, 6 s at 10 fps (163 and 16 s without it).
+    assert (mochi["max_frames_total"], mochi["max_frames_per_pass"], mochi["max_seconds"]) == (61, 61, 6)
+    # The other model keeps the registry's values.
+    assert (wan["fps"], wan["default_steps"], wan["max_frames_total"]) == (8, 10, 481)
+
+
+def test_model_options_are_the_defaults_a_request_gets_and_the_cap_it_meets(
+    tuned_mochi: Settings, client: Any, make_key: Any
+) -> None:
+    _, key = make_key()
+    body = {"prompt": "a red ball", "model": MOCHI}
+    job = client.post("/generate", headers=_auth(key), json={**body, "duration": 2})
+    assert job.status_code == 202, job.text
+    params = job.json()["parameters"]
+    assert (params["fps"], params["num_inference_steps"], params["guidance_scale"]) == (10, 12, 2.5)
+    assert params["num_frames"] == 20
+    # What a request says still wins over the model's defaults.
+    explicit = {**body, "duration": 1, "fps": 24, "num_inference_steps": 3, "guidance_scale": 7}
+    params = client.post("/generate", headers=_auth(key), json=explicit).json()["parameters"]
+    assert (params["fps"], params["num_inference_steps"], params["guidance_scale"]) == (24, 3, 7.0)
+    # 6.5 s at 10 fps is 65 frames: over the cap (Mochi alone would allow 16 s at this rate).
+    refused = client.post("/generate", headers=_auth(key), json={**body, "duration": 6.5})
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["error"]
+    assert error["param"] == "duration" and MOCHI in error["message"] and "6 s" in error["message"]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from app.api_keys import service as keys
 from app.config import Settings
@@ -14,6 +17,7 @@ from app.jobs.runs import ClaimResult
 from app.jobs.service import new_job_id
 from model.config import InferenceOptions
 from tests.conftest import clear_caches
+from tests.model.tiny_families import save_tiny
 from worker.runtime import inference_options
 
 SWITCHES = {
@@ -47,6 +51,38 @@ def test_kinema_env_vars_set_each_switch(monkeypatch: pytest.MonkeyPatch) -> Non
         vae_tiling=True,
         video_encoder="auto",
     )
+
+
+def test_a_models_options_take_the_place_of_the_switches_for_that_model_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in SWITCHES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KINEMA_DTYPE", "fp32")
+    monkeypatch.setenv("KINEMA_VAE_TILING", "true")
+    options = {"dtype": "bf16", "cpu_offload": True, "enable_vae_tiling": False}
+    monkeypatch.setenv("KINEMA_MODELS", json.dumps({"big": {"path": "/m/big", "options": options}}))
+    settings = Settings(_env_file=None)
+    assert inference_options(settings, "big") == InferenceOptions(dtype="bf16", cpu_offload=True)
+    assert inference_options(settings, "builtin:tiny-wan") == InferenceOptions(dtype="fp32", vae_tiling=True)
+
+
+def test_the_worker_loads_a_model_with_its_options(
+    settings_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from worker import runtime
+
+    mochi = save_tiny("mochi", tmp_path / "mochi")
+    options = {"dtype": "bf16", "enable_vae_tiling": True, "cpu_offload": True}
+    monkeypatch.setenv("KINEMA_MODELS", json.dumps({"tiny-mochi": {"path": str(mochi), "options": options}}))
+    monkeypatch.setenv("KINEMA_MODEL_CACHE_DIR", str(tmp_path / "cache"))
+    clear_caches()
+    loaded = runtime.get_model("tiny-mochi")
+    assert loaded.spec.pipeline_class == "MochiPipeline"
+    assert loaded.dtype == torch.bfloat16 and loaded.pipe.transformer.dtype == torch.bfloat16
+    assert loaded.pipe.vae.use_tiling
+    # Offloading needs a GPU: on the CPU the option is kept but the pipeline simply runs where it is.
+    assert loaded.options.cpu_offload and loaded.device.type == "cpu"
 
 
 def test_a_bad_switch_value_is_refused_by_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
