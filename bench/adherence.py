@@ -62,7 +62,7 @@ def score(frames: np.ndarray, prompt: Prompt) -> dict[str, Any]:
         "shape_ok": found.shape == shape,
         "motion_ok": found.motion == motion,
         "all_ok": (found.colour, found.shape, found.motion) == (colour, shape, motion),
-        "consistent": found.consistent,
+        "consistent": bool(found.consistent),  # the detector's checks give numpy booleans
     }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-from diffusers.models.autoencoders.autoencoder_kl_wan import AutoencoderKLWan, WanResample
+from diffusers.models.autoencoders.autoencoder_kl_wan import AutoencoderKLWan, WanCausalConv3d, WanResample
 from diffusers.models.transformers.transformer_wan import WanTransformer3DModel
 from diffusers.schedulers.scheduling_flow_match_euler_discrete import FlowMatchEulerDiscreteScheduler
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors
@@ -25,15 +25,15 @@ PAD, EOS, UNK = "<pad>", "</s>", "<unk>"
 class ModelSizes:
     """Sizes of the three networks (the defaults are the shipped model's)."""
 
-    vae_base_dim: int = 12
+    vae_base_dim: int = 16
     vae_z_dim: int = 16
-    text_dim: int = 64
+    text_dim: int = 128
     text_layers: int = 2
     text_heads: int = 4
-    dim: int = 128  # transformer width: heads x head_dim
+    dim: int = 192  # transformer width: heads x head_dim
     head_dim: int = 32
-    layers: int = 4
-    ffn_dim: int = 512
+    layers: int = 6
+    ffn_dim: int = 768
     shift: float = 2.0  # the scheduler's timestep shift; training samples noise levels the same way
 
     def as_dict(self) -> dict[str, float | int]:
@@ -99,11 +99,19 @@ def build_vae(sizes: ModelSizes) -> AutoencoderKLWan:
 
 @torch.no_grad()
 def init_time_convs_as_copies(vae: AutoencoderKLWan) -> None:
-    """Start every temporal down/upsampling convolution as a copy of the current frame.
+    """Start every convolution over time as a copy of the current frame.
 
-    Training on single frames never runs them (a first frame skips them), so from random weights the
-    first clips decode as noise; as copies, a clip first decodes as its key frames held, which is close.
+    Training on single frames never trains the taps that see earlier frames (a first frame sees zero
+    padding there), nor the temporal down/upsampling (a first frame skips it), so from random weights
+    a clip's later frames decode as noise. With the earlier taps at zero and the resampling copying
+    the newest frame, a VAE trained on frames codes a clip frame by frame, with each group of four
+    frames held at its last one: close, and the clip stage only has to learn the motion.
     """
+    for module in vae.modules():
+        if isinstance(module, WanCausalConv3d) and module.kernel_size[0] == 3 and module.stride[0] == 1:
+            # Only the newest frame's tap: a clip is first coded frame by frame, as single frames train it.
+            module.weight[:, :, :-1] = 0
+            module.weight[:, :, -1] *= 3**0.5  # the variance the three taps had
     for module in vae.modules():
         if isinstance(module, WanResample) and hasattr(module, "time_conv"):
             conv = module.time_conv

@@ -23,10 +23,11 @@ from diffusers.models.transformers.transformer_wan import (
     WanAttnProcessor,
     WanTransformer3DModel,
 )
+from torch.utils.data import DataLoader, Dataset
 from transformers import PreTrainedTokenizerBase, UMT5EncoderModel
 
 from model.training.data import ClipConfig, ClipPlan, plan_clip, recaption, render
-from model.training.vae import to_model_range
+from model.training.vae import cosine_decay, to_model_range
 
 # WanPipeline pads every prompt's embeddings with zeros to this many tokens.
 MAX_SEQUENCE_LENGTH = 512
@@ -44,6 +45,20 @@ class LatentSet:
     seeds: list[int]
 
 
+class RenderedClips(Dataset[np.ndarray]):
+    """The clips of a list of plans, drawn on demand (so loader processes can draw them in parallel)."""
+
+    def __init__(self, plans: Sequence[ClipPlan], config: ClipConfig) -> None:
+        self.plans, self.config = plans, config
+
+    def __len__(self) -> int:
+        return len(self.plans)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        plan = self.plans[index]
+        return render(plan.background, plan.shapes, self.config)
+
+
 @torch.no_grad()
 def encode_clips(
     vae: AutoencoderKLWan,
@@ -53,18 +68,23 @@ def encode_clips(
     *,
     batch: int = 8,
     on_batch: Callable[[int], None] | None = None,
+    workers: int = 0,
 ) -> LatentSet:
-    """Draw the clips of `seeds` and encode them with `vae` (the latent distribution's mean)."""
-    chunks, plans = [], []
-    for start in range(0, len(seeds), batch):
-        part = seeds[start : start + batch]
-        part_plans = [plan_clip(seed, config) for seed in part]
-        frames = np.stack([render(p.background, p.shapes, config) for p in part_plans])
+    """Draw the clips of `seeds` and encode them with `vae` (the latent distribution's mean).
+
+    `workers`: loader processes drawing the clips while the VAE encodes (0: drawn here, in order).
+    """
+    plans = [plan_clip(seed, config) for seed in seeds]
+    loader = DataLoader(
+        RenderedClips(plans, config), batch_size=batch, num_workers=max(0, workers), collate_fn=np.stack
+    )
+    chunks, done = [], 0
+    for frames in loader:
         latents = vae.encode(to_model_range(frames).to(device)).latent_dist.mode()
         chunks.append(latents.to("cpu", torch.float16))
-        plans.extend(part_plans)
+        done += len(frames)
         if on_batch is not None:
-            on_batch(start + len(part))
+            on_batch(done)
     return LatentSet(latents=torch.cat(chunks), plans=plans, seeds=list(seeds))
 
 
@@ -146,8 +166,10 @@ class EMA:
         """Move the average towards `module`'s weights (faster during the first updates)."""
         self.updates += 1
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for average, current in zip(self.shadow.parameters(), module.parameters(), strict=True):
-            average.lerp_(current.detach(), 1 - decay)
+        averages: list[torch.Tensor] = list(self.shadow.parameters())
+        currents = [p.detach() for p in module.parameters()]
+        assert len(averages) == len(currents)
+        torch._foreach_lerp_(averages, currents, 1 - decay)  # one fused update, not one per tensor
 
 
 @dataclass
@@ -167,6 +189,7 @@ class FlowTrainer:
     ema_decay: float = 0.999
     warmup: int = 200
     step: int = 0
+    done: float = 0.0  # the share of the training done (steps or time): drives the learning-rate decay
 
     def __post_init__(self) -> None:
         for module in (self.transformer, self.text_encoder):
@@ -222,7 +245,7 @@ class FlowTrainer:
         error = (prediction.float() - (noise - x0)) ** 2 * free_5d
         loss = error.sum() / (free_5d.sum() * x0.shape[1] * h * w).clamp_min(1)
         for group in self.optimizer.param_groups:
-            group["lr"] = self.lr * min(1.0, (self.step + 1) / self.warmup)
+            group["lr"] = self.lr * min(1.0, (self.step + 1) / self.warmup) * cosine_decay(self.done)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         params = [*self.transformer.parameters(), *self.text_encoder.parameters()]

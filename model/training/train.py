@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import logging
 import os
@@ -60,6 +61,8 @@ class Schedule:
     lr: float = 5e-4
     checkpoint_every: int = 500
     eval_clips: int = 16  # held-back clips for the VAE's reconstruction PSNR
+    vae_minutes: float | None = None  # a cap on both VAE stages' time (frames 60%, clips 40%)
+    data_workers: int = 0  # loader processes drawing clips (0: drawn in the training process)
 
 
 # A few steps of everything at toy sizes: for tests and for checking the script end to end.
@@ -156,6 +159,8 @@ def train_vae(
     short_clips = replace(clips, num_frames=min(clips.num_frames, 9))
 
     def log(stage: str, every: int) -> Any:
+        every = max(1, min(every, 250))
+
         def hook(step: int, loss: float) -> None:
             pause()
             if step % every == 0:
@@ -168,8 +173,16 @@ def train_vae(
 
         return hook
 
-    for stage, steps, batch, lr, make, config in (
-        ("frames", schedule.vae_frame_steps, schedule.vae_frame_batch, schedule.vae_lr, frame_batch, clips),
+    for stage, steps, batch, lr, make, config, share in (
+        (
+            "frames",
+            schedule.vae_frame_steps,
+            schedule.vae_frame_batch,
+            schedule.vae_lr,
+            frame_batch,
+            clips,
+            0.6,
+        ),
         (
             "clips",
             schedule.vae_clip_steps,
@@ -177,20 +190,25 @@ def train_vae(
             schedule.vae_lr / 10,
             clip_batch,
             short_clips,
+            0.4,
         ),
     ):
         pause_before = pause.paused_s
         stage_started = time.monotonic()
+        deadline = stage_started + share * schedule.vae_minutes * 60 if schedule.vae_minutes else None
         losses = train_vae_stage(
             vae,
             steps=steps,
             batch=batch,
             lr=lr,
-            make_batch=lambda rng, n, make=make, config=config: make(rng, n, config),  # type: ignore[misc]
+            make_batch=functools.partial(make, config=config),
             device=device,
             seed=seed + (0 if stage == "frames" else 1),
             on_step=log(stage, max(1, steps // 10)),
+            workers=schedule.data_workers,
+            deadline=deadline,
         )
+        figures[f"{stage}_steps"] = len(losses)
         figures[f"{stage}_s"] = time.monotonic() - stage_started - (pause.paused_s - pause_before)
         figures[f"{stage}_final_loss"] = sum(losses[-20:]) / max(1, len(losses[-20:]))
         figures[f"psnr_db_after_{stage}"] = reconstruction_psnr(vae, eval_seeds, clips, device)
@@ -222,6 +240,8 @@ def finetune_decoder(
     vae_file: Path,
     *,
     steps: int,
+    lr: float,
+    deadline: float | None,
     schedule: Schedule,
     clips: ClipConfig,
     device: torch.device,
@@ -229,40 +249,68 @@ def finetune_decoder(
     pause: Pauser,
     figures: dict[str, Any],
 ) -> None:
-    """Train the decoder alone on whole clips, saving to `vae_file` every 100 steps and at the end.
+    """Train the decoder alone on short clips, saving to `vae_file` every 200 steps and at the end.
 
     The encoder is frozen, so the latents a flow run trains on stay valid: this can run beside one
-    (a flow run picks the new decoder up at its next checkpoint).
+    (a flow run picks the new decoder up at its next checkpoint), or after one (`ship_decoder`).
+    Short clips (9 frames: a first frame and two groups of four) train every path a longer clip takes.
     """
-    started = time.monotonic()
-    done = int(figures.get("decoder_steps", 0))
+    started, paused_before = time.monotonic(), pause.paused_s
+    done, spent = int(figures.get("decoder_steps", 0)), float(figures.get("decoder_s", 0.0))
     figures.setdefault("psnr_db_before_decoder", figures.get("psnr_db"))
-    chunk = 100
-    for first in range(0, steps, chunk):
+    eval_seeds = [EVAL_SEED_BASE + i for i in range(schedule.eval_clips)]
 
-        def hook(step: int, loss: float, first: int = first) -> None:
-            pause()
-            if step % 25 == 0:
-                logger.info("decoder step %d loss %.4f", done + first + step, loss)
-
-        train_vae_stage(
-            vae,
-            steps=min(chunk, steps - first),
-            batch=schedule.vae_clip_batch,
-            lr=schedule.vae_lr / 10,
-            make_batch=lambda rng, n: clip_batch(rng, n, clips),
-            device=device,
-            seed=seed + 2 + done + first,
-            decoder_only=True,
-            on_step=hook,
-        )
-        figures["decoder_steps"] = done + first + min(chunk, steps - first)
-        figures["decoder_s"] = float(figures.get("decoder_s", 0.0)) + time.monotonic() - started
-        started = time.monotonic()
-        eval_seeds = [EVAL_SEED_BASE + i for i in range(schedule.eval_clips)]
+    def save(steps_now: int) -> None:
+        figures["decoder_steps"] = done + steps_now
+        figures["decoder_s"] = spent + time.monotonic() - started - (pause.paused_s - paused_before)
         figures["psnr_db"] = reconstruction_psnr(vae, eval_seeds, clips, device)
         save_vae(vae_file, vae, figures)
         logger.info("decoder: %d steps, psnr %.2f dB", figures["decoder_steps"], figures["psnr_db"])
+
+    def hook(step: int, loss: float) -> None:
+        pause()
+        if step % 25 == 0:
+            logger.info("decoder step %d loss %.4f", done + step, loss)
+        if (step + 1) % 200 == 0:
+            save(step + 1)
+            vae.train()
+
+    losses = train_vae_stage(
+        vae,
+        steps=steps,
+        batch=schedule.vae_clip_batch,
+        lr=lr,
+        make_batch=functools.partial(clip_batch, config=replace(clips, num_frames=min(clips.num_frames, 9))),
+        device=device,
+        seed=seed + 2 + done,
+        decoder_only=True,
+        on_step=hook,
+        workers=schedule.data_workers,
+        deadline=deadline,
+    )
+    save(len(losses))
+
+
+def ship_decoder(out: Path, vae: AutoencoderKLWan, figures: dict[str, Any]) -> None:
+    """Put `vae`'s weights (fp16) into the pipeline at `out`, keeping its latent statistics."""
+    shipped = AutoencoderKLWan.from_pretrained(out / "vae", dtype=torch.float32)
+    shipped.load_state_dict({k: v.to("cpu") for k, v in vae.state_dict().items()})
+    partial = out / ".vae.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    shipped.to(torch.float16).save_pretrained(partial, safe_serialization=True)
+    for path in partial.rglob("*"):
+        path.chmod(0o644)  # safetensors writes 0600 files
+    old = out / ".vae.old"
+    shutil.rmtree(old, ignore_errors=True)
+    os.rename(out / "vae", old)
+    os.rename(partial, out / "vae")
+    shutil.rmtree(old, ignore_errors=True)
+    report_file = out / "training.json"
+    if report_file.is_file():
+        report = json.loads(report_file.read_text())
+        report["vae"] = figures
+        report_file.write_text(json.dumps(report, indent=2) + "\n")
+    logger.info("decoder shipped in %s", out / "vae")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -275,16 +323,34 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--tiny", action="store_true", help="toy sizes and a few steps (tests)")
     parser.add_argument("--pause-file", type=Path, default=DEFAULT_PAUSE_FILE)
-    for name in ("vae_frame_steps", "vae_clip_steps", "clips", "steps", "batch", "checkpoint_every"):
+    int_options = (
+        "vae_frame_steps",
+        "vae_frame_batch",
+        "vae_clip_steps",
+        "vae_clip_batch",
+        "clips",
+        "steps",
+        "batch",
+        "checkpoint_every",
+    )
+    for name in int_options:
         flag = f"--{name.replace('_', '-')}"
         parser.add_argument(flag, type=int, help=f"default {getattr(defaults, name)}")
     parser.add_argument("--lr", type=float, help=f"transformer learning rate, default {defaults.lr}")
+    parser.add_argument("--vae-minutes", type=float, help="stop the VAE stages after this long (frames 60%%)")
+    parser.add_argument(
+        "--data-workers",
+        type=int,
+        help="processes drawing training clips (default: 0 on the CPU, up to 12 beside a GPU)",
+    )
     parser.add_argument("--max-hours", type=float, help="stop the flow stage (with a checkpoint) after this")
     parser.add_argument(
         "--decoder-steps",
         type=int,
         help="only fine-tune the trained VAE's decoder on clips, this many steps (may run beside a flow run)",
     )
+    parser.add_argument("--decoder-lr", type=float, help="decoder fine-tune learning rate (default VAE's/10)")
+    parser.add_argument("--decoder-minutes", type=float, help="stop the decoder fine-tune after this long")
     return parser.parse_args(argv)
 
 
@@ -295,15 +361,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes, schedule, clips = (
         (TINY_SIZES, TINY_SCHEDULE, TINY_CLIPS) if args.tiny else (ModelSizes(), Schedule(), ClipConfig())
     )
-    overrides = {
-        k: getattr(args, k)
-        for k in ("vae_frame_steps", "vae_clip_steps", "clips", "steps", "batch", "checkpoint_every", "lr")
-        if getattr(args, k) is not None
-    }
+    options = (
+        "vae_frame_steps",
+        "vae_frame_batch",
+        "vae_clip_steps",
+        "vae_clip_batch",
+        "clips",
+        "steps",
+        "batch",
+        "checkpoint_every",
+        "lr",
+        "vae_minutes",
+        "data_workers",
+    )
+    overrides = {k: getattr(args, k) for k in options if getattr(args, k) is not None}
+    device = pick_device(args.device)
+    if device.type == "cuda":
+        overrides.setdefault("data_workers", max(0, min(12, (os.cpu_count() or 1) - 2)))
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True  # the shapes never change
     schedule = replace(schedule, **overrides)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
     out: Path = args.out
     work: Path = args.work or out.with_name(out.name + ".work")
     work.mkdir(parents=True, exist_ok=True)
@@ -333,6 +413,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             vae,
             vae_file,
             steps=args.decoder_steps,
+            lr=args.decoder_lr or schedule.vae_lr / 10,
+            deadline=time.monotonic() + args.decoder_minutes * 60 if args.decoder_minutes else None,
             schedule=schedule,
             clips=clips,
             device=device,
@@ -340,6 +422,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             pause=pause,
             figures=report["vae"],
         )
+        if (out / "model_index.json").is_file():
+            ship_decoder(out, vae, report["vae"])
         return 0
     data = load_or_encode(work, vae, schedule, clips, device, args.seed, pause, report)
     run_flow(args, out, work, vae, data, sizes, schedule, device, pause, report)
@@ -366,12 +450,19 @@ def load_or_encode(
     paused_before = pause.paused_s
     seeds = [seed * 1_000_003 % EVAL_SEED_BASE + i for i in range(schedule.clips)]
 
-    def encoded(done: int) -> None:
-        pause()
-        if done % 500 < 8:
-            logger.info("encoded %d/%d clips", done, len(seeds))
+    logged = 0
 
-    data = encode_clips(vae, seeds, clips, device, on_batch=encoded)
+    def encoded(done: int) -> None:
+        nonlocal logged
+        pause()
+        if done - logged >= 1000 or done == len(seeds):
+            logged = done
+            logger.info("encoded %d/%d clips (%.0f s)", done, len(seeds), time.monotonic() - started)
+
+    batch = 64 if device.type == "cuda" else 8
+    data = encode_clips(
+        vae, seeds, clips, device, batch=batch, on_batch=encoded, workers=schedule.data_workers
+    )
     report["encode_s"] = time.monotonic() - started - (pause.paused_s - paused_before)
     torch.save(data, latents_file)
     (work / "encode.json").write_text(json.dumps({"encode_s": report["encode_s"]}))
@@ -441,11 +532,15 @@ def run_flow(
         )
         logger.info("checkpoint at step %d -> %s", trainer.step, out)
 
-    deadline = time.monotonic() + args.max_hours * 3600 if args.max_hours else None
+    budget_s = args.max_hours * 3600 if args.max_hours else None
+    deadline = time.monotonic() + budget_s if budget_s else None
     run_s = 0.0  # this run's training time (flow_s also counts the runs it resumed)
     while trainer.step < schedule.steps:
         pause()
         last = time.monotonic()
+        trainer.done = trainer.step / schedule.steps
+        if budget_s:  # a time-capped run decays over its time (a resumed run restarts its own decay)
+            trainer.done = max(trainer.done, run_s / budget_s)
         losses.append(trainer.train_step(schedule.batch))
         flow_s += time.monotonic() - last
         run_s += time.monotonic() - last

@@ -84,6 +84,15 @@ def test_decoder_finetune_changes_only_the_decoder_and_the_next_checkpoint_ships
     assert saved["figures"]["decoder_steps"] == 2
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith(("encoder.", "quant_conv.")))
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+    # Shipped into the pipeline folder at once, its latent statistics kept.
+    (weights,) = (trained / "vae").glob("*.safetensors")
+    with safe_open(str(weights), framework="pt") as shipped:
+        assert torch.equal(
+            shipped.get_tensor("decoder.conv_out.weight"), after["decoder.conv_out.weight"].half()
+        )
+    vae_config = json.loads((trained / "vae" / "config.json").read_text())
+    assert vae_config["latents_std"] != [1.0] * len(vae_config["latents_std"])
+    assert json.loads((trained / "training.json").read_text())["vae"]["decoder_steps"] == 2
     run_training(trained, "--seed", "3", "--steps", "6")
     assert json.loads((trained / "training.json").read_text())["vae"]["decoder_steps"] == 2
     (weights,) = (trained / "vae").glob("*.safetensors")
