@@ -17,7 +17,9 @@ from model.config import ModelError
 # Latent frames a continuation holds fixed (Wan: 4(k-1)+1 = 5 pixel frames): enough to carry motion on.
 CONTEXT_LATENT_FRAMES = 2
 # Pixel frames of a video the continuation reads (its last ones): keep at least these for `context`.
-CONTEXT_FRAMES = 4 * (CONTEXT_LATENT_FRAMES - 1) + 1
+# Enough for that many latent frames of the VAE that compresses time most (LTX-Video, 8x: 9 frames;
+# Wan's 4x takes the last 5 of them).
+CONTEXT_FRAMES = 8 * (CONTEXT_LATENT_FRAMES - 1) + 1
 
 
 def check_frames(frames: np.ndarray, name: str, *, single: bool = False) -> None:

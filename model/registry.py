@@ -10,8 +10,13 @@ import json
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 BUILTIN_TINY_WAN = "builtin:tiny-wan"
+BUILTIN_KINEMA_SHAPES = "builtin:kinema-shapes"
+# The shipped model's sampling defaults (chosen with bench/adherence.py; see bench/README.md).
+KINEMA_SHAPES_STEPS = 20
+KINEMA_SHAPES_GUIDANCE = 5.0
 # The longest video a request may ask for, made as chained segments where one pass is shorter.
 MAX_TOTAL_S = 60
 
@@ -157,6 +162,9 @@ _MODELSCOPE: dict[str, object] = {
 # Text-to-video Wan runs every mode through latent conditioning (`model.segments`). The LTX and CogVideoX
 # text-to-video pipelines take no frames, so they make one pass of text to video only. The image-to-video
 # pipelines take a first frame: they animate images, and extend (and chain) from a video's last frame.
+# VACE takes known frames and a mask, LTX condition takes frames at an index: both animate an image and
+# extend (and chain) from a video's last frames. CogVideoX video to video re-noises a source: edits only,
+# one pass (a pass cannot continue the one before, so longer edits would jump at every join).
 _FAMILY_BY_PIPELINE: dict[str, dict[str, object]] = {
     "WanPipeline": {**_WAN, "modes": (TEXT, IMAGE, EXTEND, EDIT)},
     "WanImageToVideoPipeline": {**_WAN, "modes": (IMAGE, EXTEND)},
@@ -164,19 +172,30 @@ _FAMILY_BY_PIPELINE: dict[str, dict[str, object]] = {
     "LTXImageToVideoPipeline": {**_LTX, "modes": (IMAGE, EXTEND)},
     "CogVideoXPipeline": {**_COGVIDEOX, "modes": (TEXT,), "max_frames_total": 49},
     "CogVideoXImageToVideoPipeline": {**_COGVIDEOX, "modes": (IMAGE, EXTEND)},
-    # VACE and LTX condition run here as text to video (no reference video, mask or conditions): one pass.
-    "WanVACEPipeline": {**_WAN, "family": "wan-vace", "modes": (TEXT,), "max_frames_total": 81},
-    "LTXConditionPipeline": {**_LTX, "family": "ltx-condition", "modes": (TEXT,), "max_frames_total": 257},
+    "CogVideoXVideoToVideoPipeline": {**_COGVIDEOX, "modes": (EDIT,), "max_frames_total": 49},
+    # No edit for VACE: its `video` with an all-ones mask is a control signal (depth, pose ...), not a
+    # source re-noised by a strength, so an edit would be a new video only loosely shaped by the source.
+    "WanVACEPipeline": {**_WAN, "family": "wan-vace", "modes": (TEXT, IMAGE, EXTEND)},
+    "LTXConditionPipeline": {**_LTX, "family": "ltx-condition", "modes": (TEXT, IMAGE, EXTEND)},
     # One pass of text to video each: no image, extension or edit input in these pipelines.
     "HunyuanVideoPipeline": {**_HUNYUAN, "modes": (TEXT,)},
     "MochiPipeline": {**_MOCHI, "modes": (TEXT,)},
     "TextToVideoSDPipeline": {**_MODELSCOPE, "modes": (TEXT,)},
 }
 
+# Pipelines whose frame step and size grid are read from their VAE and transformer configs.
+_WAN_PIPELINES = frozenset({"WanPipeline", "WanImageToVideoPipeline", "WanVACEPipeline"})
+
 # Pipelines that take the first frame as an `image` argument.
 IMAGE_TO_VIDEO_PIPELINES = frozenset(
     {"WanImageToVideoPipeline", "LTXImageToVideoPipeline", "CogVideoXImageToVideoPipeline"}
 )
+# Pipelines that take known frames as a `video` with a `mask` (0: keep, 1: generate): Wan VACE.
+MASKED_VIDEO_PIPELINES = frozenset({"WanVACEPipeline"})
+# Pipelines that take `conditions`: images or videos placed at a frame index (LTX-Video 0.9.5+).
+FRAME_CONDITION_PIPELINES = frozenset({"LTXConditionPipeline"})
+# Pipelines that take a source `video` and re-noise it by a `strength`.
+VIDEO_TO_VIDEO_PIPELINES = frozenset({"CogVideoXVideoToVideoPipeline"})
 
 TINY_WAN = ModelSpec(
     id=BUILTIN_TINY_WAN,
@@ -196,7 +215,31 @@ TINY_WAN = ModelSpec(
     modes=(TEXT, IMAGE, EXTEND, EDIT),
 )
 
-_BUILTINS = {TINY_WAN.id: TINY_WAN}
+# Kinema's own small model, trained on procedural shape clips (`model.training`) and shipped in the
+# package: 64x64 at 8 fps, one 17-frame pass at a time (what it was trained on), longer videos chained.
+KINEMA_SHAPES_PATH = Path(__file__).resolve().parent / "checkpoints" / "kinema-shapes"
+KINEMA_SHAPES = ModelSpec(
+    id=BUILTIN_KINEMA_SHAPES,
+    family="wan",
+    pipeline_class="WanPipeline",
+    description="Kinema's small trained Wan-format model (64x64, 8 fps): coloured shapes moving on plain "
+    "backgrounds, as the prompt says. Trained here from scratch; runs in seconds on a CPU.",
+    frame_step=4,
+    spatial_multiple=16,
+    default_fps=8,
+    default_steps=KINEMA_SHAPES_STEPS,
+    default_guidance=KINEMA_SHAPES_GUIDANCE,
+    default_width=64,
+    default_height=64,
+    max_frames_per_pass=17,
+    max_frames_total=_frames_for_total(4, 8),
+    modes=(TEXT, IMAGE, EXTEND, EDIT),
+    max_width=128,
+    max_height=128,
+    path=str(KINEMA_SHAPES_PATH),
+)
+
+_BUILTINS = {TINY_WAN.id: TINY_WAN, KINEMA_SHAPES.id: KINEMA_SHAPES}
 
 
 class UnknownModelError(LookupError):
@@ -234,7 +277,43 @@ def _directory_spec(model_id: str, path: Path) -> ModelSpec:
         path=str(path.resolve()),
         **family,  # type: ignore[arg-type]
     )
+    if pipeline_class in _WAN_PIPELINES:
+        spec = _with_wan_grid(spec, path)
     return _with_fixed_size(spec, path)
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """A component's `config.json` as a dict; empty when the directory has none."""
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _with_wan_grid(spec: ModelSpec, path: Path) -> ModelSpec:
+    """The frame step and size grid a Wan pipeline derives from its VAE's and transformer's configs.
+
+    Wan 2.2 TI2V-5B is a `WanPipeline` whose VAE compresses space 16x (a 32 px grid with patch 2), where
+    Wan 2.1's and 2.2 A14B's compress 8x (16 px): each is read as the pipeline reads it, with
+    `AutoencoderKLWan`'s defaults (4x time, 8x space) for a config that does not say.
+    """
+    vae = _read_config(path / "vae" / "config.json")
+    transformer = _read_config(path / "transformer" / "config.json") or _read_config(
+        path / "transformer_2" / "config.json"  # a Wan 2.2 A14B directory may hold one expert only
+    )
+    if spec.pipeline_class == "WanVACEPipeline":
+        # VACE counts the VAE's downsampling stages instead of reading its scale factors.
+        stages = vae.get("temperal_downsample") or [False, True, True]
+        temporal, spatial = 2 ** sum(bool(stage) for stage in stages), 2 ** len(stages)
+    else:
+        temporal = int(vae.get("scale_factor_temporal") or 4)
+        spatial = int(vae.get("scale_factor_spatial") or 8)
+    _, patch_h, patch_w = (int(size) for size in transformer.get("patch_size") or (1, 2, 2))
+    changes: dict[str, int] = {"spatial_multiple": math.lcm(spatial * patch_h, spatial * patch_w)}
+    if temporal != spec.frame_step:
+        per_pass = temporal * ((spec.max_frames_per_pass - 1) // temporal) + 1
+        chained = spec.max_frames_total > spec.max_frames_per_pass
+        changes["frame_step"] = temporal
+        changes["max_frames_per_pass"] = per_pass
+        changes["max_frames_total"] = _frames_for_total(temporal, spec.default_fps) if chained else per_pass
+    return replace(spec, **changes)  # type: ignore[arg-type]  # each key is an int field
 
 
 def _with_fixed_size(spec: ModelSpec, path: Path) -> ModelSpec:

@@ -7,7 +7,10 @@ last `CONTEXT_FRAMES` frames are kept, so memory does not grow with the length o
 
 Text-to-video Wan pipelines condition in latent space (`model.denoise.denoise_wan`); image-to-video
 pipelines (Wan I2V, LTX, CogVideoX) are given the first frame as their `image` and continue a video
-from its last frame.
+from its last frame. The others take frames through their own arguments: Wan VACE a `video` whose
+known frames are masked 0 (the rest gray, masked 1), LTX condition `conditions` at frame 0 (the image,
+or the last frames of the video it continues), CogVideoX video to video the source `video` and a
+`strength`.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from typing import Any
 
 import numpy as np
 import torch
+
+# A concrete module path: mypy cannot see through diffusers' lazy top-level exports.
+from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
 from PIL import Image
 
 from model.conditioning import CONTEXT_LATENT_FRAMES, encode_wan, fit_frame, frames_for_generation, pad_frame
@@ -28,11 +34,20 @@ from model.config import GenerationCanceled, GenerationRequest, ModelError, Phas
 from model.decode import crop_frame, decode_wan_chunks, decoded_chunk_count, float_frames_to_uint8
 from model.denoise import WanText, denoise_wan, encode_wan_text, strength_steps
 from model.pipeline import LoadedModel
-from model.registry import IMAGE_TO_VIDEO_PIPELINES
+from model.registry import (
+    FRAME_CONDITION_PIPELINES,
+    IMAGE_TO_VIDEO_PIPELINES,
+    MASKED_VIDEO_PIPELINES,
+    VIDEO_TO_VIDEO_PIPELINES,
+)
 from model.speedups import clear_step_cache
 
 StepCallback = Callable[[StepInfo], None]
 StopCheck = Callable[[], bool]
+
+# VACE's fill for frames to generate (the gray of upstream's first-last-frame example); its mask values.
+VACE_FILL = 128
+VACE_KEEP, VACE_GENERATE = 0, 255
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,9 +170,19 @@ class _SegmentedRun:
         self.model = model
         self.size = (request.width, request.height)
         self.generation_size = spec.generation_size(request.width, request.height)
-        self.image_pipeline = spec.pipeline_class in IMAGE_TO_VIDEO_PIPELINES
-        # Image pipelines continue from one frame (their `image`); Wan from its last latent frames.
-        self.held = 1 if self.image_pipeline else CONTEXT_LATENT_FRAMES
+        self.pipeline_class = spec.pipeline_class
+        # Wan in latents; every other pipeline is called with its own conditioning arguments.
+        self.latent_wan = not any(
+            spec.pipeline_class in pipelines
+            for pipelines in (
+                IMAGE_TO_VIDEO_PIPELINES,
+                MASKED_VIDEO_PIPELINES,
+                FRAME_CONDITION_PIPELINES,
+                VIDEO_TO_VIDEO_PIPELINES,
+            )
+        )
+        # Image pipelines continue from one frame (their `image`); the others from the last latent frames.
+        self.held = 1 if spec.pipeline_class in IMAGE_TO_VIDEO_PIPELINES else CONTEXT_LATENT_FRAMES
         self.tail: np.ndarray | None = None  # the last frames made, at the generation size
         first_held = 0
         if request.context is not None:
@@ -184,15 +209,12 @@ class _SegmentedRun:
 
     def frames(self) -> Iterator[np.ndarray]:
         self.progress.check()
-        text = None if self.image_pipeline else self._encode_text()
+        text = self._encode_text() if self.latent_wan else None
         for segment in self.segments:
             self.progress.check()
             if self.model.step_cache_stats is not None:
                 clear_step_cache(self.model.pipe)  # a new segment's first step must not reuse the last's
-            if text is None:
-                decoded = self._image_pipeline_frames(segment)
-            else:
-                decoded = self._wan_frames(segment, text)
+            decoded = self._wan_frames(segment, text) if text is not None else self._pipeline_frames(segment)
             yield from self._new_frames(segment, decoded)
 
     def _encode_text(self) -> WanText:
@@ -278,29 +300,28 @@ class _SegmentedRun:
 
     def _source_latents(self, segment: Segment) -> torch.Tensor:
         """The latents of the source frames under the segment's decoded frames (the last one repeated)."""
+        return encode_wan(self.model.pipe.vae, self._source_window(segment))
+
+    def _source_window(self, segment: Segment) -> np.ndarray:
+        """The source frames under the segment's decoded frames (the last one repeated), fitted and padded."""
         source = self.request.source
         assert source is not None
         first = segment.start - segment.skip
         indices = np.minimum(np.arange(first, first + segment.decoded_frames), len(source) - 1)
-        window = frames_for_generation(source[indices], self.size, self.generation_size)
-        return encode_wan(self.model.pipe.vae, window)
+        return frames_for_generation(source[indices], self.size, self.generation_size)
 
-    # ------------------------------------------------------------------------ image-to-video pipelines
+    # ------------------------------------------------------------------- pipelines called with frames
 
-    def _image_pipeline_frames(self, segment: Segment) -> Iterator[np.ndarray]:
-        """One pass of an image-to-video pipeline from the image (first segment) or the last frame made."""
+    def _pipeline_frames(self, segment: Segment) -> Iterator[np.ndarray]:
+        """One pass of a pipeline given its conditioning frames through its own arguments."""
         request = self.request
         pipe: Any = self.model.pipe  # each pipeline class has its own __call__ signature
+        if self.pipeline_class in VIDEO_TO_VIDEO_PIPELINES and self.steps == 0:
+            # A strength that runs no step re-noises nothing: the source as it is (so does Wan's SDEdit).
+            self.progress.decoded(1, 1, segment.index == len(self.segments) - 1)
+            return iter(self._source_window(segment))
         width, height = self.generation_size
-        if segment.held:
-            assert self.tail is not None
-            first = self.tail[-1]
-        elif self.image is not None:
-            first = pad_frame(self.image, width, height)
-        else:
-            raise ModelError(f"{type(pipe).__name__} needs an image or a video to continue")
         kwargs: dict[str, Any] = {
-            "image": Image.fromarray(first),
             "prompt": request.prompt,
             "negative_prompt": request.negative_prompt or None,
             "width": width,
@@ -311,11 +332,62 @@ class _SegmentedRun:
             "generator": self.generator,
             "output_type": "np",
             "callback_on_step_end": self.progress.on_step_end,
+            **self._conditioning(segment),
         }
-        if "frame_rate" in inspect.signature(pipe.__call__).parameters:
+        accepted = inspect.signature(pipe.__call__).parameters
+        if "frame_rate" in accepted:
             kwargs["frame_rate"] = request.fps  # LTX conditions its positional embedding on the frame rate
+        if "num_frames" not in accepted:
+            kwargs.pop("num_frames")  # video to video makes as many frames as its source has
         with torch.inference_mode():
             video = pipe(**kwargs).frames[0]
         self.progress.check()
         self.progress.decoded(1, 1, segment.index == len(self.segments) - 1)
         return iter(float_frames_to_uint8(video))
+
+    def _known_frames(self, segment: Segment) -> np.ndarray | None:
+        """The frames a pass starts from, at generation size: the image, the frames it continues, or none."""
+        if segment.held:
+            assert self.tail is not None  # a held segment continues the frames before it
+            return self.tail[-segment.skip :]
+        if self.image is not None:
+            return pad_frame(self.image, *self.generation_size)[None]
+        return None
+
+    def _conditioning(self, segment: Segment) -> dict[str, Any]:
+        """The pipeline's own arguments for the segment's known frames (or source)."""
+        pipe = self.model.pipe
+        known = self._known_frames(segment)
+        if self.pipeline_class in IMAGE_TO_VIDEO_PIPELINES:
+            if known is None:
+                raise ModelError(f"{type(pipe).__name__} needs an image or a video to continue")
+            return {"image": Image.fromarray(known[-1])}
+        if self.pipeline_class in VIDEO_TO_VIDEO_PIPELINES:
+            window = self._source_window(segment)
+            return {"video": [Image.fromarray(frame) for frame in window], "strength": self.request.strength}
+        if known is None:
+            return {}  # text to video (the first pass of a long request)
+        if self.pipeline_class in MASKED_VIDEO_PIPELINES:
+            return _vace_video_and_mask(known, segment.decoded_frames)
+        if self.pipeline_class in FRAME_CONDITION_PIPELINES:
+            if segment.held:
+                condition = LTXVideoCondition(video=[Image.fromarray(f) for f in known], frame_index=0)
+            else:
+                condition = LTXVideoCondition(image=Image.fromarray(known[0]), frame_index=0)
+            return {"conditions": [condition]}
+        raise ModelError(f"{type(pipe).__name__} takes no frames to condition on")
+
+
+def _vace_video_and_mask(known: np.ndarray, num_frames: int) -> dict[str, Any]:
+    """VACE's `video` and `mask` for a clip of `num_frames` whose first frames are `known`.
+
+    As upstream's first-last-frame example builds them: known frames masked black (kept), the frames to
+    make filled gray and masked white (generated).
+    """
+    height, width = known.shape[1:3]
+    fill = Image.new("RGB", (width, height), (VACE_FILL,) * 3)
+    keep = Image.new("L", (width, height), VACE_KEEP)
+    generate = Image.new("L", (width, height), VACE_GENERATE)
+    count = min(len(known), num_frames)
+    video = [Image.fromarray(frame) for frame in known[:count]] + [fill] * (num_frames - count)
+    return {"video": video, "mask": [keep] * count + [generate] * (num_frames - count)}

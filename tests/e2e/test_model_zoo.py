@@ -3,9 +3,15 @@
 The default model (the built-in tiny Wan) and tiny random-weight checkpoints of every other family, saved
 in a temporary directory and served under their own ids (KINEMA_MODELS: Mochi as `id=path`, the others
 as JSON with options). Wan and Mochi have a `kinema worker --model ID` each, the production shape. The
-other ten families share one Celery worker that takes all their queues: ten worker processes, each
+other families share one Celery worker that takes all their queues: a worker process for each, each
 importing torch, would not fit the 2 cores these tests run on, and a worker loads whichever model a job
 names (worker/runtime.py), so the jobs run exactly as on their own workers.
+
+Every checkpoint of `tests/model/tiny_families.py` runs a job here but Wan 2.2 A14B text to video
+(`wan2.2-t2v`): it is a `WanPipeline` like the built-in tiny Wan, and what it adds (two experts) is
+checked at the model layer, where the experts' calls can be counted (`tests/model/test_families.py`).
+VACE's and LTX condition's image and extension modes, too, are checked there (what each pipeline is
+given): here they run text to video, which goes through the same worker path as every other family.
 """
 
 from __future__ import annotations
@@ -36,13 +42,15 @@ from tests.e2e.harness import (
     wait_for_job,
     wait_ready,
 )
+from tests.inputs import samples
 from tests.model.tiny_families import save_tiny
 
 pytestmark = pytest.mark.e2e
 
 MOCHI = "tiny-mochi"
-TEXT_FAMILIES = ("hunyuanvideo", "modelscope", "wan-vace", "ltx", "ltx-condition", "cogvideox")
-IMAGE_FAMILIES = ("wan-i2v", "wan2.2-i2v", "ltx-i2v", "cogvideox-i2v")
+TEXT_FAMILIES = ("hunyuanvideo", "modelscope", "wan2.2-ti2v", "wan-vace", "ltx", "ltx-condition", "cogvideox")
+IMAGE_FAMILIES = ("wan-i2v", "wan2.2-i2v", "ltx-i2v", "cogvideox-i2v", "cogvideox-5b-i2v")
+EDIT_FAMILIES = ("cogvideox-v2v",)
 # KINEMA_MODELS options for the zoo's models: what a request that names no steps or fps gets.
 ZOO_OPTIONS = {"default_steps": 2, "default_fps": 8}
 IMAGE_COLOUR = (30, 160, 150)
@@ -71,7 +79,7 @@ def zoo(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
     root = tmp_path_factory.mktemp("zoo")
     mochi = save_tiny("mochi", root / "mochi")
     models: dict[str, object] = {MOCHI: str(mochi)}
-    for family in (*TEXT_FAMILIES, *IMAGE_FAMILIES):
+    for family in (*TEXT_FAMILIES, *IMAGE_FAMILIES, *EDIT_FAMILIES):
         models[f"tiny-{family}"] = {"path": str(save_tiny(family, root / family)), "options": ZOO_OPTIONS}
     logs = tmp_path_factory.mktemp("zoo-logs")
     port = free_port()
@@ -146,31 +154,38 @@ def _first_frame(path: Path) -> np.ndarray:
 
 
 def test_every_family_makes_a_video_by_its_rules(zoo: Service, tmp_path: Path) -> None:
-    """A job per family, text or image to video; the MP4 has the size and frames asked for.
+    """A job per family, text or image to video or an edit; the MP4 has the size and frames asked for.
 
-    72x64 is off every family's latent grid but LTX's too (Wan, HunyuanVideo, CogVideoX: 16 px, LTX:
-    32 px), and 1.25 s at 8 fps is 10 frames, which no 4k+1, 6k+1 or 8k+1 rule makes: each pipeline runs
-    at its rounded-up size and frame count (80x64 x 13 frames for Wan, 96x64 x 17 for LTX ...) and the
-    worker crops the frames back and keeps the first 10.
+    72x64 is off every family's latent grid but LTX's too (Wan, HunyuanVideo, CogVideoX: 16 px, LTX and
+    Wan 2.2 TI2V-5B: 32 px), and 1.25 s at 8 fps is 10 frames, which no 4k+1, 6k+1 or 8k+1 rule makes:
+    each pipeline runs at its rounded-up size and frame count (80x64 x 13 frames for Wan, 96x64 x 17 for
+    LTX ...; CogVideoX-5b-I2V at its one size, 80x64 in the tiny checkpoint) and the worker crops the
+    frames back and keeps the first 10. An edit takes the size and length of its source video: a 72x64
+    clip of 10 frames at 8 fps.
     """
     key = create_key(zoo.env)
     # No steps or fps: the KINEMA_MODELS options (2 steps, 8 fps) fill them in.
     body = {"prompt": "a paper boat on a pond", "seed": 3, "resolution": "72x64", "duration": 1.25}
     form = {name: str(value) for name, value in body.items()}  # the same fields, as a multipart form
+    clip = ("source.mp4", samples.video_bytes(tmp_path, size=(72, 64), fps=8, frames=10), "video/mp4")
     with zoo.client(key) as client:
         listed = {model["id"]: model["capabilities"] for model in client.get("/v1/models").json()["data"]}
         ids: dict[str, str] = {}
-        for family in (*TEXT_FAMILIES, *IMAGE_FAMILIES):
+        for family in (*TEXT_FAMILIES, *IMAGE_FAMILIES, *EDIT_FAMILIES):
             model = f"tiny-{family}"
             assert (listed[model]["default_steps"], listed[model]["fps"]) == (2, 8)
             if family in IMAGE_FAMILIES:
                 assert listed[model]["modes"] == ["image", "extend"]
                 image = ("start.png", _png(IMAGE_COLOUR), "image/png")
                 submitted = client.post("/generate", data={**form, "model": model}, files={"image": image})
+            elif family in EDIT_FAMILIES:
+                assert listed[model]["modes"] == ["edit", "remix"]
+                data = {"prompt": "the same pond in winter", "seed": "3", "model": model}
+                submitted = client.post("/generate", data=data, files={"video": clip})
             else:
                 assert "text" in listed[model]["modes"]
                 submitted = client.post("/generate", json={**body, "model": model})
-            assert submitted.status_code == 202, submitted.text
+            assert submitted.status_code == 202, (family, submitted.text)
             params = submitted.json()["parameters"]
             assert (params["num_inference_steps"], params["fps"], params["num_frames"]) == (2, 8, 10)
             ids[family] = submitted.json()["id"]

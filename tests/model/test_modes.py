@@ -18,7 +18,7 @@ import torch
 from diffusers import WanImageToVideoPipeline
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from model.conditioning import CONTEXT_FRAMES, encode_wan, fit_frame
+from model.conditioning import CONTEXT_LATENT_FRAMES, encode_wan, fit_frame
 from model.config import GenerationCanceled, ModelError, Phase, StepInfo
 from model.decode import decode_wan_chunks
 from model.denoise import denoise_wan, encode_wan_text
@@ -98,6 +98,10 @@ def test_image_to_video_at_a_size_off_the_latent_grid(tiny_model: LoadedModel) -
 # ------------------------------------------------------------------------------------------ extension
 
 
+# The context frames a Wan extension holds: its 2 latent frames (4x time compression).
+WAN_CONTEXT_FRAMES = 4 * (CONTEXT_LATENT_FRAMES - 1) + 1
+
+
 def test_extension_yields_only_the_new_frames_after_the_context(tiny_model: LoadedModel) -> None:
     context = frames_of(tiny_model, seed=3)
     frames = frames_of(tiny_model, context=context, num_frames=9)
@@ -107,20 +111,20 @@ def test_extension_yields_only_the_new_frames_after_the_context(tiny_model: Load
     pipe: Any = tiny_model.pipe
     request = small_request(context=context, num_frames=9)
     with torch.inference_mode():
-        fixed = encode_wan(pipe.vae, context[-CONTEXT_FRAMES:])
+        fixed = encode_wan(pipe.vae, context[-WAN_CONTEXT_FRAMES:])
         latents = denoise_wan(
             pipe,
             encode_wan_text(pipe, request.prompt, None, request.guidance_scale),
             width=64,
             height=64,
-            num_frames=CONTEXT_FRAMES + 12,  # 2 held + 3 new latent frames
+            num_frames=WAN_CONTEXT_FRAMES + 12,  # 2 held + 3 new latent frames
             num_inference_steps=request.num_inference_steps,
             guidance_scale=request.guidance_scale,
             generator=torch.Generator("cpu").manual_seed(request.seed),
             fixed=fixed,
         )
     decoded = np.concatenate(list(decode_wan_chunks(pipe.vae, latents)))
-    assert np.array_equal(frames, decoded[CONTEXT_FRAMES : CONTEXT_FRAMES + 9])
+    assert np.array_equal(frames, decoded[WAN_CONTEXT_FRAMES : WAN_CONTEXT_FRAMES + 9])
     # It continues this context: another one gives other frames.
     assert not np.array_equal(frames_of(tiny_model, context=255 - context, num_frames=9), frames)
 

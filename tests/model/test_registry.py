@@ -71,6 +71,9 @@ def test_requests_may_be_60_s_long_beyond_one_pass() -> None:
         ("LTXImageToVideoPipeline", ("image", "extend"), 1441),
         ("CogVideoXPipeline", ("text",), 49),
         ("CogVideoXImageToVideoPipeline", ("image", "extend"), 481),
+        ("CogVideoXVideoToVideoPipeline", ("edit",), 49),
+        ("WanVACEPipeline", ("text", "image", "extend"), 961),
+        ("LTXConditionPipeline", ("text", "image", "extend"), 1441),
     ],
 )
 def test_each_pipeline_class_names_its_modes_and_longest_request(

@@ -25,6 +25,7 @@ from diffusers.models.transformers.transformer_wan_vace import WanVACETransforme
 from diffusers.models.unets.unet_3d_condition import UNet3DConditionModel
 from diffusers.pipelines.cogvideo.pipeline_cogvideox import CogVideoXPipeline
 from diffusers.pipelines.cogvideo.pipeline_cogvideox_image2video import CogVideoXImageToVideoPipeline
+from diffusers.pipelines.cogvideo.pipeline_cogvideox_video2video import CogVideoXVideoToVideoPipeline
 from diffusers.pipelines.deprecated.text_to_video_synthesis.pipeline_text_to_video_synth import (
     TextToVideoSDPipeline,
 )
@@ -34,6 +35,7 @@ from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXConditionPipeline
 from diffusers.pipelines.ltx.pipeline_ltx_image2video import LTXImageToVideoPipeline
 from diffusers.pipelines.mochi.pipeline_mochi import MochiPipeline
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
+from diffusers.pipelines.wan.pipeline_wan import WanPipeline
 from diffusers.pipelines.wan.pipeline_wan_i2v import WanImageToVideoPipeline
 from diffusers.pipelines.wan.pipeline_wan_vace import WanVACEPipeline
 from diffusers.schedulers.scheduling_ddim import DDIMScheduler
@@ -255,14 +257,16 @@ def _wan_vae() -> AutoencoderKLWan:
     )
 
 
-def _wan_transformer(in_channels: int, image_dim: int | None = None) -> WanTransformer3DModel:
+def _wan_transformer(
+    in_channels: int, image_dim: int | None = None, out_channels: int = 16
+) -> WanTransformer3DModel:
     """A two-layer Wan DiT; 36 input channels for image to video (noise, the image's latents, a mask)."""
     return WanTransformer3DModel(
         patch_size=(1, 2, 2),
         num_attention_heads=2,
         attention_head_dim=16,
         in_channels=in_channels,
-        out_channels=16,
+        out_channels=out_channels,
         text_dim=32,
         freq_dim=256,
         ffn_dim=64,
@@ -310,6 +314,57 @@ def tiny_wan22_i2v() -> WanImageToVideoPipeline:
         transformer=_wan_transformer(in_channels=36),
         transformer_2=_wan_transformer(in_channels=36),
         boundary_ratio=0.9,
+    )
+
+
+def tiny_wan22_t2v() -> WanPipeline:
+    """Wan 2.2 (A14B) text to video: a high-noise and a low-noise expert split at `boundary_ratio`.
+
+    The real model's 0.875 would do as well: any schedule of 2 steps or more starts at timestep 1000
+    and ends near 0 (shift 5, 4 steps: 1000 and 910 on the high-noise expert, 717 and 24 on the
+    low-noise one), so even a short job runs both.
+    """
+    tokenizer = ByT5Tokenizer()
+    return WanPipeline(
+        tokenizer=tokenizer,  # type: ignore[arg-type]
+        text_encoder=_umt5(tokenizer),
+        vae=_wan_vae(),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0),
+        transformer=_wan_transformer(in_channels=16),
+        transformer_2=_wan_transformer(in_channels=16),
+        boundary_ratio=0.875,
+    )
+
+
+def tiny_wan22_ti2v() -> WanPipeline:
+    """Wan 2.2 TI2V-5B: a `WanPipeline` whose VAE compresses space 16x (8x, then 2x2 patches of pixels).
+
+    Its 48 latent channels and `scale_factor_spatial=16` are the real model's, so with the transformer's
+    patch 2 sizes are on a 32 px grid; `expand_timesteps` gives each token its own timestep.
+    """
+    tokenizer = ByT5Tokenizer()
+    vae = AutoencoderKLWan(
+        base_dim=4,
+        z_dim=48,
+        dim_mult=[1, 1, 1, 1],
+        num_res_blocks=0,
+        temperal_downsample=[False, True, True],
+        is_residual=True,
+        in_channels=12,  # RGB in 2x2 patches
+        out_channels=12,
+        patch_size=2,
+        scale_factor_spatial=16,
+        scale_factor_temporal=4,
+        latents_mean=[0.0] * 48,
+        latents_std=[1.0] * 48,
+    )
+    return WanPipeline(
+        tokenizer=tokenizer,  # type: ignore[arg-type]
+        text_encoder=_umt5(tokenizer),
+        vae=vae,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0),
+        transformer=_wan_transformer(in_channels=48, out_channels=48),
+        expand_timesteps=True,
     )
 
 
@@ -404,8 +459,10 @@ def _cogvideox_components(in_channels: int, learned_positions: bool = False) -> 
         time_embed_dim=4,
         text_embed_dim=32,
         num_layers=2,
-        sample_width=8,  # latent pixels: 64x48 px, the one size learned positional embeddings allow
-        sample_height=6,
+        # Latent pixels: 80x64 px, the one size learned positional embeddings allow (the API's sides are
+        # at least 64 px, so a job can ask for it).
+        sample_width=10,
+        sample_height=8,
         sample_frames=9,
         patch_size=2,
         temporal_compression_ratio=4,
@@ -443,6 +500,11 @@ def tiny_cogvideox_i2v() -> CogVideoXImageToVideoPipeline:
     return CogVideoXImageToVideoPipeline(**_cogvideox_components(in_channels=8))  # type: ignore[arg-type]
 
 
+def tiny_cogvideox_v2v() -> CogVideoXVideoToVideoPipeline:
+    """CogVideoX video to video: the text-to-video model started from a source's re-noised latents."""
+    return CogVideoXVideoToVideoPipeline(**_cogvideox_components(in_channels=4))  # type: ignore[arg-type]
+
+
 def tiny_cogvideox_5b_i2v() -> CogVideoXImageToVideoPipeline:
     """CogVideoX-5b-I2V (1.0): learned positional embeddings, so one size only (its sample size)."""
     components = _cogvideox_components(in_channels=8, learned_positions=True)
@@ -455,12 +517,15 @@ TINY_FAMILIES: dict[str, Callable[[], DiffusionPipeline]] = {
     "modelscope": tiny_modelscope,
     "wan-i2v": tiny_wan_i2v,
     "wan2.2-i2v": tiny_wan22_i2v,
+    "wan2.2-t2v": tiny_wan22_t2v,
+    "wan2.2-ti2v": tiny_wan22_ti2v,
     "wan-vace": tiny_wan_vace,
     "ltx": tiny_ltx,
     "ltx-i2v": tiny_ltx_i2v,
     "ltx-condition": tiny_ltx_condition,
     "cogvideox": tiny_cogvideox,
     "cogvideox-i2v": tiny_cogvideox_i2v,
+    "cogvideox-v2v": tiny_cogvideox_v2v,
     "cogvideox-5b-i2v": tiny_cogvideox_5b_i2v,
 }
 
