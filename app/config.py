@@ -48,8 +48,9 @@ class Settings(BaseSettings):
     s3_create_bucket: bool = True
     presign_expires_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
 
-    # The default model: what a request that names none gets (its queue is KINEMA_QUEUE_NAME).
-    model_id: str = "builtin:tiny-wan"
+    # The default model: what a request that names none gets (its queue is KINEMA_QUEUE_NAME). The
+    # embedded default is Kinema's small trained model; `builtin:tiny-wan` (random weights) serves tests.
+    model_id: str = "builtin:kinema-shapes"
     # More served models, id -> local diffusers directory: `{"mochi": "/models/mochi"}` or
     # `mochi=/models/mochi,wan-14b=/models/wan`, or with options `{"mochi": {"path": ..., "options":
     # {"default_steps": 30}}}` (app/model_options.py). Each gets its own queue (app/served_models.py).

@@ -5,10 +5,12 @@ For held-out prompts (colour-shape-motion triples no training clip showed) and s
 read it: colour right, shape right, motion right (all three, and each alone), and temporal
 consistency (one object of stable or steadily changing size, no jumps). A third set, image to video,
 gives the first frame of a held-out clip as the image and asks the prompt to carry on: the shape and
-colour must stay and the motion must follow the prompt. It also reports seconds per clip.
+colour must stay and the motion must follow the prompt. A last row, `vae reconstruction`, runs held-out
+data clips through the VAE alone (encode, decode: no generation), the ceiling the VAE sets on every other
+row. It also reports seconds per clip.
 
     .venv/bin/python bench/adherence.py --model builtin:kinema-shapes [--seeds 4] [--prompts 16]
-        [--steps N] [--guidance G] [--strip docs/kinema-shapes.png]
+        [--steps N] [--guidance G] [--reconstructions 64] [--strip docs/kinema-shapes.png]
 
 Prints a table and writes bench/results/adherence.json (`--output`).
 """
@@ -96,6 +98,39 @@ def run_set(
     return rows, clips
 
 
+def reconstruction_set(loaded: Any, count: int) -> list[dict[str, Any]]:
+    """The ceiling the VAE sets: held-out data clips (one shape) encoded and decoded, no generation.
+
+    Whatever the detector cannot read here, no prompt can get right either.
+    """
+    import torch
+
+    from model.training.data import make_clip
+    from model.training.vae import EVAL_SEED_BASE, to_model_range
+
+    vae = loaded.pipe.vae
+    single = ClipConfig(two_shape_share=0.0)
+    rows = []
+    for i in range(count):
+        clip = make_clip(EVAL_SEED_BASE + i, single, held_out=True)
+        started = time.perf_counter()
+        with torch.no_grad():
+            video = to_model_range(clip.frames[None]).to(loaded.device, vae.dtype)
+            decoded = vae.decode(vae.encode(video).latent_dist.mode()).sample
+        frames = ((decoded.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 4, 1)[0]
+        spec = clip.shapes[0]
+        prompt = (spec.colour, spec.shape, spec.motion, clip.background)
+        rows.append(
+            {
+                "prompt": clip.caption,
+                "seed": i,
+                "seconds": time.perf_counter() - started,
+                **score(frames.cpu().numpy(), prompt),
+            }
+        )
+    return rows
+
+
 def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Shares of clips with each attribute right, all three right, consistent; seconds per clip."""
     if not rows:
@@ -140,6 +175,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--skip-image", action="store_true", help="leave out the image-to-video set")
+    parser.add_argument(
+        "--reconstructions",
+        type=int,
+        default=64,
+        help="held-out data clips encoded and decoded by the VAE alone: the ceiling it sets (0: skip)",
+    )
     parser.add_argument("--strip", type=Path, help="also write a PNG strip of a few generations here")
     parser.add_argument("--output", type=Path, default=RESULTS / "adherence.json", help="where the JSON goes")
     return parser.parse_args(argv)
@@ -178,6 +219,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for row, clip in list(zip(rows, clips, strict=True))[:: len(seeds)][:3]:
             strip_captions.append(f"{row['prompt']} ({name}, seed {row['seed']})")
             strip_clips.append(clip)
+    if args.reconstructions:
+        print(f"vae reconstructions: {args.reconstructions} held-out clips ...", file=sys.stderr)
+        rows = reconstruction_set(loaded, args.reconstructions)
+        results["vae reconstruction"] = {"summary": summary(rows), "rows": rows}
     busy1, total1 = machine_busy()
     machine["machine_busy_share"] = (busy1 - busy0) / max(total1 - total0, 1e-9)
     machine["torch_threads"] = torch.get_num_threads()

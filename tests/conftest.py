@@ -119,6 +119,8 @@ def service_env(pg_url: str, s3_endpoint: str, tmp_path_factory: pytest.TempPath
         "KINEMA_S3_ACCESS_KEY_ID": "testing",
         "KINEMA_S3_SECRET_ACCESS_KEY": "testing",
         "KINEMA_MODEL_CACHE_DIR": str(home / "models"),
+        # The fast random-weight model; the shipped default (builtin:kinema-shapes) has tests of its own.
+        "KINEMA_MODEL_ID": "builtin:tiny-wan",
         "KINEMA_JOB_LEASE_S": "3",
         # End-to-end tests poll at 20 Hz; rate-limit tests give their keys limits of their own.
         "KINEMA_DEFAULT_RATE_LIMIT_RPM": "0",

@@ -72,10 +72,11 @@ def test_kinema_models_reads_options_next_to_a_path(monkeypatch: pytest.MonkeyPa
     raw = {"plain": "/m/plain", "tuned": {"path": "/m/tuned", "options": options}}
     monkeypatch.setenv("KINEMA_MODELS", json.dumps(raw))
     settings = Settings()
-    assert served_paths(settings) == {"builtin:tiny-wan": None, "plain": "/m/plain", "tuned": "/m/tuned"}
+    default = settings.model_id  # the shipped model unless the environment names another
+    assert served_paths(settings) == {default: None, "plain": "/m/plain", "tuned": "/m/tuned"}
     assert served_options("tuned", settings) == ModelOptions.model_validate(options)
     # A model with no options, and one not in KINEMA_MODELS at all, keep the registry's and settings' values.
-    assert served_options("plain", settings) == served_options("builtin:tiny-wan", settings) == ModelOptions()
+    assert served_options("plain", settings) == served_options(default, settings) == ModelOptions()
 
 
 @pytest.mark.parametrize(
@@ -110,7 +111,7 @@ def test_each_model_has_its_own_queue_and_the_default_keeps_the_old_one() -> Non
     odd, plain = queue_for("Org/Model v2", settings), queue_for("org-model-v2", settings)
     assert odd.startswith("gen.org-model-v2-") and plain == "gen.org-model-v2"
     assert generation_queues(settings) == ["gen", "gen.mochi", odd, plain]
-    assert list(served_paths(settings)) == ["builtin:tiny-wan", "mochi", "Org/Model v2", "org-model-v2"]
+    assert list(served_paths(settings)) == [settings.model_id, "mochi", "Org/Model v2", "org-model-v2"]
 
 
 def test_models_lists_every_served_model_with_its_rules(
