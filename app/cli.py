@@ -248,7 +248,7 @@ def dev(
         f"Development key (also in {settings.home / 'dev-key'}):\n  export KINEMA_API_KEY={key}\n"
         "Try:\n"
         f'  curl -s -X POST {base}/generate -H "Authorization: Bearer $KINEMA_API_KEY" '
-        '-H \'Content-Type: application/json\' '
+        "-H 'Content-Type: application/json' "
         '-d \'{"prompt": "a red ball moving to the right on a white background", "duration": 2}\'\n'
         f'  kinema generate "a red ball moving to the right on a white background" --duration 2 -o out.mp4 '
         f"--base-url {base}\n"

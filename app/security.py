@@ -48,6 +48,13 @@ def split_key(key: str) -> str | None:
     return prefix
 
 
+def cached_key(key: str) -> ApiKey | None:
+    """The key for `key` from the in-process key cache (no I/O), or None when it must be looked up."""
+    if split_key(key) is None:
+        return None
+    return get_key_cache().get(hash_key(key))  # the cache key is the hash that matched when cached
+
+
 def authenticate(session: Session, key: str) -> ApiKey:
     """The active key row for `key` (a detached copy when it came from the key cache), or
     AuthenticationFailed."""
@@ -82,20 +89,19 @@ def _bearer_token(request: Request) -> str:
     return token.strip()
 
 
-def _authenticate_and_count(request: Request, session: Session, token: str) -> ApiKey:
-    key = authenticate(session, token)
-    request.state.api_key_id = key.id
-    enforce_request_rate(request, key)
-    return key
-
-
 async def require_api_key(request: Request, session: SessionDep) -> ApiKey:
     """FastAPI dependency: the caller's active API key, its request counted against its rate limit.
 
-    One threadpool hop for both (the key lookup, when not cached, and the rate limiter's Redis call).
+    A cached key costs no thread: only a key lookup goes to the threadpool, and the rate limiter's
+    Redis call is awaited on the event loop.
     """
     token = _bearer_token(request)
-    return await run_in_threadpool(_authenticate_and_count, request, session, token)
+    key = cached_key(token)
+    if key is None:
+        key = await run_in_threadpool(authenticate, session, token)
+    request.state.api_key_id = key.id
+    await enforce_request_rate(request, key)
+    return key
 
 
 CurrentKey = Annotated[ApiKey, Depends(require_api_key)]

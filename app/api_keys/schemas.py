@@ -58,7 +58,7 @@ class KeyOut(BaseModel):
     max_concurrent_jobs: int | None
     monthly_quota_s: int | None
     created_at: datetime
-    last_used_at: datetime | None = Field(description="When the key last submitted a job.")
+    last_used_at: datetime | None = Field(description="When the key last submitted a job (to the minute).")
     revoked_at: datetime | None
 
     @classmethod

@@ -17,8 +17,10 @@ import math
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import Float, cast, func, select, update
+from sqlalchemy import Float, Table, bindparam, func, select, update
+from sqlalchemy import cast as sa_cast
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -116,29 +118,69 @@ def eta_seconds(
         return seconds_until(expected.timestamp() if expected is not None else None, now)
     if job.status != JobStatus.QUEUED:
         return None
+    return queue_estimate(session, job, now=now)[1]
+
+
+@dataclass(frozen=True, slots=True)
+class Ahead:
+    """The queued jobs of a model ahead of a job: how many, and their work (sums of megapixel-frames
+    per step and of megapixel-frames, in pixels), summed only when the model's speed is known."""
+
+    jobs: int
+    step_pixels: float = 0.0
+    pixels: float = 0.0
+
+
+_JOBS = cast(Table, Job.__table__)
+_SIZE = sa_cast(_JOBS.c.width, Float) * _JOBS.c.height * _JOBS.c.num_frames
+_AHEAD_WHERE = (
+    _JOBS.c.status == JobStatus.QUEUED.value,
+    _JOBS.c.model == bindparam("model"),
+    _JOBS.c.id < bindparam("job_id"),
+)
+# Built once; the count alone reads the partial index of queued jobs, the sums read the rows too.
+_COUNT_AHEAD = select(func.count()).select_from(_JOBS).where(*_AHEAD_WHERE)
+_WORK_AHEAD = select(func.count(), func.sum(_SIZE * _JOBS.c.num_inference_steps), func.sum(_SIZE)).where(
+    *_AHEAD_WHERE
+)
+
+_RUNNING = select(
+    _JOBS.c.expected_finish_at,
+    _JOBS.c.width,
+    _JOBS.c.height,
+    _JOBS.c.num_frames,
+    _JOBS.c.num_inference_steps,
+).where(_JOBS.c.status == JobStatus.IN_PROGRESS.value, _JOBS.c.model == bindparam("model"))
+
+
+def queued_ahead(session: Session, model: str, job_id: str, *, work: bool) -> Ahead:
+    """The queued jobs of `model` with ids before `job_id`; with `work`, their sizes summed too."""
+    connection = session.connection()
+    params = {"model": model, "job_id": job_id}
+    if not work:
+        return Ahead(int(connection.execute(_COUNT_AHEAD, params).scalar() or 0))
+    jobs, step_pixels, pixels = connection.execute(_WORK_AHEAD, params).one()
+    return Ahead(int(jobs or 0), float(step_pixels or 0), float(pixels or 0))
+
+
+def queue_estimate(session: Session, job: Job, *, now: datetime | None = None) -> tuple[int, int | None]:
+    """A queued job's position (queued jobs of its model ahead of it) and ETA (None while its model
+    has no timings), in the caller's transaction: a submit counts them before it commits."""
     timing = load_timing(session, job.model)
+    ahead = queued_ahead(session, job.model, job.id, work=timing is not None)
     if timing is None:
-        return None
-    size = cast(Job.width, Float) * Job.height * Job.num_frames
-    step_units, units = session.execute(
-        select(func.sum(size * Job.num_inference_steps), func.sum(size)).where(
-            Job.status == JobStatus.QUEUED, Job.model == job.model, Job.id < job.id
-        )
-    ).one()
-    ahead = (
-        (step_units or 0) * timing.step_s_per_unit + (units or 0) * timing.tail_s_per_unit
-    ) / PIXELS_PER_UNIT
-    running = session.execute(
-        select(Job.expected_finish_at, Job.width, Job.height, Job.num_frames, Job.num_inference_steps).where(
-            Job.status == JobStatus.IN_PROGRESS, Job.model == job.model
-        )
-    ).all()
+        return ahead.jobs, None
+    now = now or utcnow()
+    work_ahead = (ahead.step_pixels * timing.step_s_per_unit + ahead.pixels * timing.tail_s_per_unit) / (
+        PIXELS_PER_UNIT
+    )
+    running = session.connection().execute(_RUNNING, {"model": job.model}).all()
     busy = sum(
         max(0.0, finish.timestamp() - now.timestamp())
         if finish is not None
         else timing.run_s(work_units(width, height, frames), steps)
         for finish, width, height, frames, steps in running
     )
-    wait = (busy + ahead) / max(1, len(running))
+    wait = (busy + work_ahead) / max(1, len(running))
     own = timing.run_s(work_units(job.width, job.height, job.num_frames), job.num_inference_steps)
-    return math.ceil(wait + own)
+    return ahead.jobs, math.ceil(wait + own)

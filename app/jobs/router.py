@@ -90,7 +90,7 @@ def _accepted(
     if submitted.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     base_url = service.public_base_url(settings, str(request.base_url))
-    return service.present(session, job, base_url=base_url, position=submitted.queue_position)
+    return service.present_submission(session, submitted, base_url=base_url)
 
 
 @router.post(

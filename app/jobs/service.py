@@ -6,9 +6,10 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -17,10 +18,10 @@ from app.config import Settings, get_settings
 from app.db import utcnow
 from app.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
 from app.inputs import service as inputs
-from app.jobs.eta import eta_seconds
+from app.jobs.eta import eta_seconds, queue_estimate, queued_ahead
 from app.jobs.idempotency import HEADER, IdempotentRequest, find_replay, release_key, reserve_key
 from app.jobs.live import ProgressSnapshot, get_progress_channel
-from app.jobs.models import Job
+from app.jobs.models import Job, watermark_job_hash
 from app.jobs.parameters import Parameters
 from app.jobs.schemas import JobError, JobInput, JobOut, JobOutput, JobParameters
 from app.jobs.states import JobStatus, sources_of
@@ -61,9 +62,37 @@ class Submission:
 
     job: Job
     replayed: bool = False
-    # A new job's queue position, counted inside its submit's transaction (no second transaction to
-    # present the 202); None for a replay.
+    # A new job's queue position and ETA, counted inside its submit's transaction (no second transaction
+    # to present the 202); None for a replay.
     queue_position: int | None = None
+    eta_seconds: int | None = None
+
+
+# Built once, Core on the table: the submit's INSERT skips the ORM's unit of work.
+_INSERT_JOB = insert(cast(Table, Job.__table__))
+
+
+def _new_job_values(job_id: str, api_key_id: str, params: Parameters) -> dict[str, Any]:
+    """Every column a new queued job sets, for its INSERT and for the copy the 202 presents.
+
+    The columns left out are NULL (or the server default, `audio`, which the parameters always set).
+    """
+    now = utcnow()
+    values: dict[str, Any] = {f.name: getattr(params, f.name) for f in fields(params)}
+    values.update(
+        id=job_id,
+        api_key_id=api_key_id,
+        status=JobStatus.QUEUED.value,
+        phase="queued",
+        progress=0,
+        step=0,
+        total_steps=0,
+        attempts=0,
+        created_at=now,
+        updated_at=now,
+        watermark_job_hash=watermark_job_hash(job_id),
+    )
+    return values
 
 
 def submit_once(
@@ -102,20 +131,14 @@ def submit(
     if params.audio_prompt:
         texts["audio_prompt"] = params.audio_prompt  # screened by the prompt's rules
     flagged = moderation.screen(session, key, texts, get_settings())
-    job_id = new_job_id()
+    values = _new_job_values(new_job_id(), key.id, params)
+    job = Job(**values)  # a transient copy of the row, for the 202
     # Counted before the key's row is locked, in this transaction: the 202 needs no second one.
-    position = _queued_ahead(session, params.model, job_id)
+    position, eta = queue_estimate(session, job)
     admit_job(session, key, params.duration_s, get_settings())  # 429 over a limit; locks the key till commit
-    job = Job(
-        id=job_id,
-        api_key_id=key.id,
-        status=JobStatus.QUEUED,
-        **{f: v for f, v in asdict(params).items()},  # kind, parent_id and the input included
-    )
-    session.add(job)
+    session.connection().execute(_INSERT_JOB, values)
     moderation.record(session, key, flagged, job_id=job.id)
     if idempotency is not None:
-        session.flush()  # the job's row first: the key's row points at it
         reserve_key(session, key.id, idempotency, job.id)
     session.commit()
     try:
@@ -127,7 +150,7 @@ def submit(
         raise ServiceUnavailable(
             "The job queue is unavailable; the job was not queued. Retry shortly.", code="queue_unavailable"
         ) from exc
-    return Submission(job, queue_position=position)
+    return Submission(job, queue_position=position, eta_seconds=eta)
 
 
 def submit_prepared(
@@ -204,32 +227,28 @@ def queue_position(session: Session, job: Job) -> int | None:
     """How many queued jobs for the same model were submitted before this one."""
     if job.status != JobStatus.QUEUED:
         return None
-    return _queued_ahead(session, job.model, job.id)
+    return queued_ahead(session, job.model, job.id, work=False).jobs
 
 
-def _queued_ahead(session: Session, model: str, job_id: str) -> int:
-    """Queued jobs of `model` with ids before `job_id` (the partial index of queued jobs serves it)."""
-    ahead = session.scalar(
-        select(func.count())
-        .select_from(Job)
-        .where(Job.status == JobStatus.QUEUED, Job.model == model, Job.id < job_id)
-    )
-    return int(ahead or 0)
-
-
-def present(session: Session, job: Job, *, base_url: str, position: int | None = None) -> JobOut:
-    """The job as the API shows it now: its row, the freshest live snapshot, queue position and ETA.
-
-    `position`: the queue position when the caller counted it already (a submit does, in its transaction).
-    """
+def present(session: Session, job: Job, *, base_url: str) -> JobOut:
+    """The job as the API shows it now: its row, the freshest live snapshot, queue position and ETA."""
     channel = get_progress_channel() if job.status == JobStatus.IN_PROGRESS else None
     live = channel.read(job.id) if channel is not None else None
     return to_out(
         job,
         base_url=base_url,
-        position=position if position is not None else queue_position(session, job),
+        position=queue_position(session, job),
         live=live,
         eta=eta_seconds(session, job, live),
+    )
+
+
+def present_submission(session: Session, submitted: Submission, *, base_url: str) -> JobOut:
+    """A submit's answer: a new job as its submit counted it (no database work); a replay as it is now."""
+    if submitted.replayed:
+        return present(session, submitted.job, base_url=base_url)
+    return to_out(
+        submitted.job, base_url=base_url, position=submitted.queue_position, eta=submitted.eta_seconds
     )
 
 

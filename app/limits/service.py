@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Table, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.api_keys.models import ApiKey
@@ -26,7 +27,7 @@ ACTIVE: tuple[JobStatus, ...] = (JobStatus.QUEUED, JobStatus.IN_PROGRESS)
 BILLABLE: tuple[JobStatus, ...] = (*ACTIVE, JobStatus.SUCCEEDED)
 # A slot frees when one of the key's jobs ends, which nobody can predict; a short wait is a fair guess.
 CONCURRENCY_RETRY_S = 10.0
-# `api_keys.last_used_at` of a key without limits is kept to this resolution (fewer row writes).
+# `api_keys.last_used_at` is kept to this resolution: a submit rarely rewrites the key's row.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
@@ -105,30 +106,52 @@ def usage_of(session: Session, key: ApiKey, settings: Settings, now: datetime | 
     )
 
 
+# The admission's statements, built once (Core on the table: no ORM bookkeeping on the submit path).
+_KEYS = cast(Table, ApiKey.__table__)
+# Postgres: lock the key's row (no new row version) and read its count and last use.
+_LOCK_KEY = (
+    select(_KEYS.c.active_jobs, _KEYS.c.last_used_at)
+    .where(_KEYS.c.id == bindparam("key_id"))
+    .with_for_update()
+)
+_TOUCH_KEY = update(_KEYS).where(_KEYS.c.id == bindparam("key_id")).values(last_used_at=bindparam("now"))
+# SQLite has no row locks: the write takes the database's write lock, then the count is read.
+_TOUCH_KEY_RETURNING_COUNT = _TOUCH_KEY.returning(_KEYS.c.active_jobs)
+_TOUCH_KEY_IF_STALE = _TOUCH_KEY.where(
+    or_(_KEYS.c.last_used_at.is_(None), _KEYS.c.last_used_at < bindparam("stale_before"))
+)
+
+
+def _used_recently(last_used_at: datetime | None, now: datetime) -> bool:
+    return last_used_at is not None and last_used_at >= now - LAST_USED_RESOLUTION
+
+
 def admit_job(session: Session, key: ApiKey, duration_s: float, settings: Settings) -> None:
     """Refuse a new job of `duration_s` seconds over the key's concurrency or quota (429), else return.
 
     With a limit to enforce, the key's row stays locked until the caller commits the job, so
-    concurrent submits of one key queue here; a key without limits takes no lock.
+    concurrent submits of one key queue here; a key without limits takes no lock. `last_used_at` is
+    written at most once per LAST_USED_RESOLUTION: most submits leave the key's row as it is.
     """
     limits = limits_of(key, settings)
     now = utcnow()
+    connection = session.connection()
     if limits.max_concurrent_jobs <= 0 and limits.monthly_quota_s <= 0:
-        # Nothing to count: note the use at most once a minute, a write that rarely matches a row.
-        session.execute(
-            update(ApiKey)
-            .where(
-                ApiKey.id == key.id,
-                or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < now - LAST_USED_RESOLUTION),
-            )
-            .values(last_used_at=now)
-        )
+        # Nothing to count. The key row we hold (a cached copy at most a few seconds old) tells whether
+        # the conditional write below could match at all; it rarely can.
+        if not _used_recently(key.last_used_at, now):
+            touch = {"key_id": key.id, "now": now, "stale_before": now - LAST_USED_RESOLUTION}
+            connection.execute(_TOUCH_KEY_IF_STALE, touch)
         return
-    # Writing the key's row locks it (a row lock on Postgres, the write lock on SQLite) until commit; a
-    # concurrent submit of the key waits here, then reads the count this one's job added (triggers).
-    running = session.scalar(
-        update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now).returning(ApiKey.active_jobs)
-    )
+    # The key's row stays locked until commit; a concurrent submit of the key waits here, then reads
+    # the count this one's job added (triggers).
+    if connection.dialect.name == "sqlite":
+        running = connection.execute(_TOUCH_KEY_RETURNING_COUNT, {"key_id": key.id, "now": now}).scalar()
+    else:
+        locked = connection.execute(_LOCK_KEY, {"key_id": key.id}).one_or_none()
+        running = None if locked is None else locked.active_jobs
+        if locked is not None and not _used_recently(locked.last_used_at, now):
+            connection.execute(_TOUCH_KEY, {"key_id": key.id, "now": now})
     if limits.max_concurrent_jobs > 0 and running is not None and running >= limits.max_concurrent_jobs:
         raise RateLimited(
             f"This key has {running} jobs queued or running and may have at most "

@@ -149,9 +149,12 @@ def _idempotency(header: str | None, endpoint: str, submission: Submission[Any])
 
 def _video(request: Request, response: Response, settings: Settings, session: Session, job: Job) -> Video:
     """The job presented by the jobs service, as a `Video`; while unfinished, when to poll again."""
-    out: JobOut = service.present(
-        session, job, base_url=service.public_base_url(settings, str(request.base_url))
-    )
+    out = service.present(session, job, base_url=service.public_base_url(settings, str(request.base_url)))
+    return _as_video(response, out)
+
+
+def _as_video(response: Response, out: JobOut) -> Video:
+    """`out` as a `Video`; while unfinished, the header that says when to poll again."""
     wait_ms = mapping.poll_after_ms(out)
     if wait_ms is not None:
         response.headers[POLL_AFTER_HEADER] = str(wait_ms)
@@ -163,7 +166,8 @@ def _submitted(
 ) -> Video:
     if submitted.replayed:
         response.headers["Idempotent-Replayed"] = "true"
-    return _video(request, response, settings, session, submitted.job)
+    base_url = service.public_base_url(settings, str(request.base_url))
+    return _as_video(response, service.present_submission(session, submitted, base_url=base_url))
 
 
 @router.post(

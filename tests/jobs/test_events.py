@@ -172,3 +172,25 @@ def test_eta_of_a_queued_job_counts_the_work_ahead(
     # A slower run moves the averages 30% of the way: 1.3 s per step, so `ahead` takes 7.5 s itself.
     record_timing(db_session, "test:eta", step_s_per_unit=2.0, tail_s_per_unit=2.0)
     assert client.get(f"/jobs/{ahead.id}", headers=headers).json()["eta_seconds"] == pytest.approx(12, abs=1)
+
+
+def test_a_submit_answers_with_the_queue_position_and_eta_a_poll_shows(
+    client: Any, make_key: Any, db_session: Any
+) -> None:
+    """The 202 is counted inside the submit's transaction; a poll right after counts the same."""
+    from app.config import get_settings
+    from app.jobs.eta import record_timing
+
+    model = get_settings().model_id
+    _, key = make_key()
+    record_timing(db_session, model, step_s_per_unit=1.0, tail_s_per_unit=2.0)
+    headers = {"Authorization": f"Bearer {key}"}
+    submitted = [client.post("/generate", headers=headers, json={"prompt": "a cat"}).json() for _ in range(2)]
+    for job in submitted:
+        polled = client.get(f"/jobs/{job['id']}", headers=headers).json()
+        assert (job["model"], job["queue_position"]) == (model, polled["queue_position"])
+        assert job["eta_seconds"] is not None
+        assert job["eta_seconds"] == pytest.approx(polled["eta_seconds"], abs=1)
+    first, second = submitted
+    assert second["queue_position"] == first["queue_position"] + 1
+    assert second["eta_seconds"] > first["eta_seconds"]

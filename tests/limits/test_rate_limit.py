@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 import time
@@ -11,7 +12,13 @@ import pytest
 import redis
 
 from app.config import get_settings
-from app.limits.rate import LocalRateLimiter, RedisRateLimiter, get_rate_limiter, openai_duration
+from app.limits.rate import (
+    LocalRateLimiter,
+    RateStatus,
+    RedisRateLimiter,
+    get_rate_limiter,
+    openai_duration,
+)
 from tests.conftest import REDIS_URL, free_port
 
 # OpenAI writes durations as `20ms`, `59.5s`, `1m0s`.
@@ -164,3 +171,34 @@ def test_redis_down_falls_back_to_the_in_process_limit(
 )
 def test_reset_durations_are_written_as_openai_writes_them(seconds: float, text: str) -> None:
     assert openai_duration(seconds) == text
+
+
+def test_counts_on_the_event_loop_and_blocking_ones_share_one_window() -> None:
+    # The API counts on its event loop (redis.asyncio); other callers block on redis.Redis.
+    bucket = f"test-{time.monotonic_ns()}"
+    limiter = RedisRateLimiter(redis.Redis.from_url(REDIS_URL), LocalRateLimiter(), url=REDIS_URL)
+
+    async def two() -> list[RateStatus]:
+        return [await limiter.hit_async(bucket, 3) for _ in range(2)]
+
+    counted = asyncio.run(two())
+    blocking = limiter.hit(bucket, 3)
+    refused = asyncio.run(two())  # another event loop: a client of its own
+    assert [status.remaining for status in counted] == [2, 1] and blocking.remaining == 0
+    assert [status.allowed for status in refused] == [False, False]
+
+
+def test_redis_down_the_event_loop_falls_back_to_the_in_process_limit_at_once(
+    settings_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KINEMA_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    get_settings.cache_clear()
+    get_rate_limiter.cache_clear()
+    limiter = get_rate_limiter()
+
+    async def three() -> list[bool]:
+        return [(await limiter.hit_async("down", 2)).allowed for _ in range(3)]
+
+    started = time.monotonic()
+    assert asyncio.run(three()) == [True, True, False]
+    assert time.monotonic() - started < 1
