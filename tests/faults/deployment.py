@@ -26,6 +26,8 @@ JOB = {"prompt": "a red ball", "duration": 1, "resolution": "64x64", "fps": 4, "
 
 # What every fault deployment runs with: a short lease, sweeps every second, quick webhook retries.
 SETTINGS = {
+    # The fast random-weight model (the shipped default, builtin:kinema-shapes, refuses 256x256).
+    "KINEMA_MODEL_ID": "builtin:tiny-wan",
     "KINEMA_JOB_LEASE_S": "3",
     "KINEMA_JOB_SWEEP_INTERVAL_S": "1",
     "KINEMA_JOB_REDISPATCH_AFTER_S": "2",
