@@ -13,10 +13,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import os
-import shutil
 import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,9 +57,9 @@ from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 from model.config import GenerationCanceled, ModelError, Phase, StepInfo
 from model.export import AudioClip
+from model.pipeline import save_built_pipeline
 
 logger = logging.getLogger(__name__)
-_build_lock = threading.Lock()
 
 BUILTIN_TINY_STABLE_AUDIO = "builtin:tiny-stable-audio"
 BUILTIN_TINY_AUDIOLDM2 = "builtin:tiny-audioldm2"
@@ -354,27 +351,14 @@ def build_tiny_audio(model_id: str, path: Path) -> None:
     As `model.pipeline.build_tiny_wan`: the weights depend only on a fixed seed, and the pipeline is
     written next to `path` and renamed into place, so a concurrent reader never sees half of it.
     """
-    path = Path(path)
-    if (path / "model_index.json").is_file():
-        return
     make = _tiny_stable_audio if model_id == BUILTIN_TINY_STABLE_AUDIO else _tiny_audioldm2
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Not mkdtemp: its 0700 mode would carry over to the renamed cache directory.
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.partial"
-    tmp.mkdir()
-    try:
-        with _build_lock, torch.random.fork_rng(devices=[]):  # seeding must not disturb the caller's RNG
+
+    def seeded() -> DiffusionPipeline:
+        with torch.random.fork_rng(devices=[]):  # seeding must not disturb the caller's RNG
             torch.manual_seed(TINY_AUDIO_SEED)
-            pipeline = make()
-        pipeline.save_pretrained(tmp, safe_serialization=True)
-        try:
-            os.rename(tmp, path)
-        except OSError:
-            # Another process renamed its (identical) build into place first.
-            if not (path / "model_index.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            return make()
+
+    save_built_pipeline(Path(path), seeded)
 
 
 def _t5_tokenizer(max_length: int) -> T5Tokenizer:

@@ -10,6 +10,7 @@ import shutil
 import sys
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,7 +71,16 @@ def build_tiny_wan(path: Path) -> None:
     temporary directory next to `path` and renamed into place, so a concurrent reader never sees a
     half-written directory; if another process wins the race its copy is kept.
     """
-    path = Path(path)
+    save_built_pipeline(Path(path), _tiny_wan_pipeline)
+
+
+def save_built_pipeline(path: Path, build: Callable[[], DiffusionPipeline]) -> None:
+    """Save the pipeline `build()` makes at `path`, unless one is there: whole, or not at all.
+
+    It is written to a temporary directory next to `path` and renamed into place, so a concurrent
+    reader never sees a half-written directory; if another process wins the race its copy is kept.
+    Builds run one at a time in this process: threads share torch's global RNG, which seeded builds fork.
+    """
     if (path / "model_index.json").is_file():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,8 +88,8 @@ def build_tiny_wan(path: Path) -> None:
     tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.partial"
     tmp.mkdir()
     try:
-        with _build_lock:  # threads share torch's global RNG, which the seeded build forks
-            pipeline = _tiny_wan_pipeline()
+        with _build_lock:
+            pipeline = build()
         pipeline.save_pretrained(tmp, safe_serialization=True)
         try:
             os.rename(tmp, path)
