@@ -106,7 +106,7 @@ def reconstruction_set(loaded: Any, count: int) -> list[dict[str, Any]]:
     import torch
 
     from model.training.data import make_clip
-    from model.training.vae import EVAL_SEED_BASE, to_model_range
+    from model.training.vae import EVAL_SEED_BASE, to_model_range, to_pixels
 
     vae = loaded.pipe.vae
     single = ClipConfig(two_shape_share=0.0)
@@ -117,7 +117,7 @@ def reconstruction_set(loaded: Any, count: int) -> list[dict[str, Any]]:
         with torch.no_grad():
             video = to_model_range(clip.frames[None]).to(loaded.device, vae.dtype)
             decoded = vae.decode(vae.encode(video).latent_dist.mode()).sample
-        frames = ((decoded.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 4, 1)[0]
+        frames = to_pixels(decoded)[0]
         spec = clip.shapes[0]
         prompt = (spec.colour, spec.shape, spec.motion, clip.background)
         rows.append(
@@ -125,7 +125,7 @@ def reconstruction_set(loaded: Any, count: int) -> list[dict[str, Any]]:
                 "prompt": clip.caption,
                 "seed": i,
                 "seconds": time.perf_counter() - started,
-                **score(frames.cpu().numpy(), prompt),
+                **score(frames, prompt),
             }
         )
     return rows

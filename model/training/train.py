@@ -132,13 +132,18 @@ def save_pipeline(
     index = json.loads(index_file.read_text())
     index["tokenizer"] = ["transformers", "PreTrainedTokenizerFast"]
     index_file.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    swap_in(partial, out)
+
+
+def swap_in(partial: Path, target: Path) -> None:
+    """Replace the folder `target` with the finished folder `partial`, a reader never seeing half of it."""
     for path in partial.rglob("*"):
         path.chmod(0o755 if path.is_dir() else 0o644)  # safetensors writes 0600 files
-    old = out.parent / f".{out.name}.old"
+    old = target.parent / f".{target.name}.old"
     shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        os.rename(out, old)
-    os.rename(partial, out)
+    if target.exists():
+        os.rename(target, old)
+    os.rename(partial, target)
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -298,13 +303,7 @@ def ship_decoder(out: Path, vae: AutoencoderKLWan, figures: dict[str, Any]) -> N
     partial = out / ".vae.partial"
     shutil.rmtree(partial, ignore_errors=True)
     shipped.to(torch.float16).save_pretrained(partial, safe_serialization=True)
-    for path in partial.rglob("*"):
-        path.chmod(0o644)  # safetensors writes 0600 files
-    old = out / ".vae.old"
-    shutil.rmtree(old, ignore_errors=True)
-    os.rename(out / "vae", old)
-    os.rename(partial, out / "vae")
-    shutil.rmtree(old, ignore_errors=True)
+    swap_in(partial, out / "vae")
     report_file = out / "training.json"
     if report_file.is_file():
         report = json.loads(report_file.read_text())

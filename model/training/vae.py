@@ -63,6 +63,12 @@ def to_model_range(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(frames).permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
 
 
+def to_pixels(video: torch.Tensor) -> np.ndarray:
+    """(B, 3, T, H, W) in [-1, 1] -> (B, T, H, W, 3) uint8: `to_model_range` undone, as a decoder's output."""
+    pixels = ((video.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte()
+    return pixels.permute(0, 2, 3, 4, 1).cpu().numpy()
+
+
 def frame_batch(rng: np.random.Generator, batch: int, config: ClipConfig) -> torch.Tensor:
     """`batch` single frames (B, 3, 1, H, W) from random training clips at random points of their motion."""
     frames = []
@@ -165,7 +171,7 @@ def reconstruction_psnr(
         frames = render(plan.background, plan.shapes, config)
         video = to_model_range(frames[None]).to(device)
         decoded = vae.decode(vae.encode(video).latent_dist.mode()).sample
-        pixels = ((decoded.clamp(-1, 1) + 1) * 127.5).round().permute(0, 2, 3, 4, 1)[0].cpu().numpy()
-        mse = float(np.mean((pixels - frames.astype(np.float64)) ** 2))
+        pixels = to_pixels(decoded)[0]
+        mse = float(np.mean((pixels.astype(np.float64) - frames) ** 2))
         scores.append(10 * np.log10(255.0**2 / max(mse, 1e-10)))
     return float(np.mean(scores))
