@@ -40,9 +40,15 @@ from model.training.vae import clip_batch, frame_batch, reconstruction_loss  # n
 SHIPPED = ROOT / "model" / "checkpoints" / "kinema-shapes" / "training.json"
 
 
+def shipped_sizes() -> ModelSizes:
+    """The shipped run's sizes (its report predates `vae_spatial`: that run's VAE compressed 8x)."""
+    sizes = json.loads(SHIPPED.read_text())["sizes"]
+    return ModelSizes(**{"vae_spatial": 8, **sizes})
+
+
 def time_vae(make: Any, batch: int, steps: int, device: torch.device) -> float:
     """Median seconds of one AdamW step of the VAE on batches from `make`, after one warm-up step."""
-    vae = build_vae(ModelSizes())
+    vae = build_vae(shipped_sizes())
     torch.nn.Module.to(vae, device)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=1e-4)
     rng = np.random.default_rng(0)
@@ -61,9 +67,10 @@ def time_vae(make: Any, batch: int, steps: int, device: torch.device) -> float:
 
 def time_flow(batch: int, steps: int, device: torch.device) -> float:
     """Median seconds of one flow-matching step (text encoder + transformer + EMA) on random latents."""
-    sizes, config = ModelSizes(), ClipConfig()
+    sizes, config = shipped_sizes(), ClipConfig()
     plans = [plan_clip(seed, config) for seed in range(64)]
-    latents = torch.randn(64, sizes.vae_z_dim, 5, 8, 8).half()
+    side = config.width // sizes.vae_spatial
+    latents = torch.randn(64, sizes.vae_z_dim, 5, side, side).half()
     tokenizer = build_tokenizer()
     trainer = FlowTrainer(
         transformer=build_transformer(sizes),

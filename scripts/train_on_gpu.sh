@@ -8,6 +8,8 @@
 # On a machine without this project's Python packages, wheels in .whl/ (diffusers, transformers) are
 # installed to /tmp/site first. While it trains, the latest checkpoint is copied to OUT_DIR as a tarball
 # every 15 s, so a run cut short still leaves a model. KINEMA_TRAIN_ARGS are appended (they win).
+# KINEMA_VAE_STAGE names a finished VAE stage (an earlier run's OUT.work/vae.pt, such as the one trained
+# on a CPU in model/training/stages/): the run resumes from it and spends its time on the flow stage.
 set -u
 export PYTHONUNBUFFERED=1
 OUT_DIR=${1:-${OUT:-/tmp/kinema-train-out}}
@@ -29,6 +31,9 @@ snapshot() {
   cp "$RUN/kinema-shapes.work/vae.pt" "$OUT_DIR/vae.pt" 2>/dev/null
 }
 
+if [ -n "${KINEMA_VAE_STAGE:-}" ]; then
+  mkdir -p "$RUN/kinema-shapes.work" && cp "$KINEMA_VAE_STAGE" "$RUN/kinema-shapes.work/vae.pt" || exit 1
+fi
 started=$(date +%s)
 $PY -m model.training.train --out "$RUN/kinema-shapes" --seed 0 --device cuda --pause-file /nonexistent \
   --vae-frame-steps 100000 --vae-frame-batch 64 --vae-clip-steps 100000 --vae-clip-batch 16 --vae-minutes 3 \

@@ -19,6 +19,8 @@ from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
 from model.training.data import vocabulary
 
 PAD, EOS, UNK = "<pad>", "</s>", "<unk>"
+# A transformer token covers 16x16 pixels whatever the VAE's compression: the token count stays the same.
+TOKEN_PIXELS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +29,8 @@ class ModelSizes:
 
     vae_base_dim: int = 16
     vae_z_dim: int = 16
+    # Spatial compression: 4 (two stages) or 8 (three, as Wan 2.1's VAE and the shipped checkpoint's).
+    vae_spatial: int = 4
     text_dim: int = 128
     text_layers: int = 2
     text_heads: int = 4
@@ -79,16 +83,27 @@ def build_text_encoder(sizes: ModelSizes, vocab_size: int) -> UMT5EncoderModel:
 
 
 def build_vae(sizes: ModelSizes) -> AutoencoderKLWan:
-    """A small Wan VAE: 8x spatial and 4x temporal compression, as every Wan pipeline expects.
+    """A small Wan VAE: `sizes.vae_spatial` (4 or 8) times in space, 4x in time.
 
+    8x is Wan 2.1's layout (three stages, the last two also in time), but at 64x64 it leaves an 8x8
+    latent from which a decoder this small cannot redraw a star's points or a triangle's corners
+    (`bench/README.md`, adherence); 4x is two stages, both also in time. Wan pipelines read the factors
+    from the config (`scale_factor_spatial`), as they do for Wan 2.2's 16x VAE.
     Its temporal convolutions start as copies of the current frame (see `init_time_convs_as_copies`).
     """
+    if sizes.vae_spatial not in (4, 8):
+        raise ValueError(f"vae_spatial must be 4 or 8, not {sizes.vae_spatial}")
+    layout = (
+        {"dim_mult": [1, 2, 2], "temperal_downsample": [True, True]}
+        if sizes.vae_spatial == 4
+        else {"dim_mult": [1, 2, 2, 2], "temperal_downsample": [False, True, True]}
+    )
     vae = AutoencoderKLWan(
         base_dim=sizes.vae_base_dim,
         z_dim=sizes.vae_z_dim,
-        dim_mult=[1, 2, 2, 2],
         num_res_blocks=1,
-        temperal_downsample=[False, True, True],
+        scale_factor_spatial=sizes.vae_spatial,
+        **layout,  # type: ignore[arg-type]
         # Replaced by the measured statistics of the trained encoder's latents before saving.
         latents_mean=[0.0] * sizes.vae_z_dim,
         latents_std=[1.0] * sizes.vae_z_dim,
@@ -127,7 +142,7 @@ def init_time_convs_as_copies(vae: AutoencoderKLWan) -> None:
 def build_transformer(sizes: ModelSizes) -> WanTransformer3DModel:
     """A small Wan transformer over the VAE's latents, cross-attending to the text encoder's output."""
     return WanTransformer3DModel(
-        patch_size=(1, 2, 2),
+        patch_size=(1, TOKEN_PIXELS // sizes.vae_spatial, TOKEN_PIXELS // sizes.vae_spatial),
         num_attention_heads=sizes.dim // sizes.head_dim,
         attention_head_dim=sizes.head_dim,
         in_channels=sizes.vae_z_dim,

@@ -321,6 +321,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1 ...")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--tiny", action="store_true", help="toy sizes and a few steps (tests)")
+    parser.add_argument(
+        "--vae-spatial",
+        type=int,
+        choices=(4, 8),
+        help="the VAE's spatial compression (default 4; the shipped checkpoint's is 8)",
+    )
     parser.add_argument("--pause-file", type=Path, default=DEFAULT_PAUSE_FILE)
     int_options = (
         "vae_frame_steps",
@@ -381,6 +387,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True  # the shapes never change
     schedule = replace(schedule, **overrides)
+    if args.vae_spatial:
+        sizes = replace(sizes, vae_spatial=args.vae_spatial)
     if args.threads:
         torch.set_num_threads(args.threads)
     out: Path = args.out

@@ -87,25 +87,28 @@ def clip_batch(rng: np.random.Generator, batch: int, config: ClipConfig) -> torc
     return to_model_range(np.stack(clips))
 
 
+def noised(latents: torch.Tensor) -> torch.Tensor:
+    """`latents` with a little noise of a fixed share of their spread, so a decoder trained on them
+    tolerates a denoiser's small errors. Not a posterior's own noise: its variance starts at 1, which
+    drowns the early latents and makes learning crawl."""
+    return latents + LATENT_NOISE * latents.detach().std() * torch.randn_like(latents)
+
+
 def reconstruction_loss(
     vae: AutoencoderKLWan, video: torch.Tensor, *, decoder_only: bool = False
 ) -> torch.Tensor:
     """L1 + MSE of the reconstruction of the latent mean (lightly noised), plus the weighted KL divergence.
 
     `decoder_only`: the encoder is frozen and its latent's mode decoded (the latents a transformer
-    trains on stay the same), so the loss is the reconstruction alone.
+    trains on stay the same), with the same light noise, so the loss is the reconstruction alone.
     """
     if decoder_only:
         with torch.no_grad():
             latents = vae.encode(video).latent_dist.mode()
-        reconstruction = vae.decode(latents).sample
+        reconstruction = vae.decode(noised(latents)).sample
         return F.l1_loss(reconstruction, video) + F.mse_loss(reconstruction, video)
     posterior = vae.encode(video).latent_dist
-    latents = posterior.mode()
-    # Not the posterior's own noise (its variance starts at 1, which drowns the early latents and makes
-    # learning crawl): a little fixed-scale noise, so the decoder tolerates a denoiser's small errors.
-    latents = latents + LATENT_NOISE * latents.detach().std() * torch.randn_like(latents)
-    reconstruction = vae.decode(latents).sample
+    reconstruction = vae.decode(noised(posterior.mode())).sample
     kl = posterior.kl().mean() / posterior.mean[0].numel()  # per latent element: keeps the mean's scale tame
     return F.l1_loss(reconstruction, video) + F.mse_loss(reconstruction, video) + KL_WEIGHT * kl
 

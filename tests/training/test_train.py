@@ -14,6 +14,8 @@ import torch
 from diffusers import WanPipeline
 from safetensors import safe_open
 
+from model.registry import get_spec
+from model.training.components import ModelSizes, build_transformer, build_vae
 from model.training.flow import PaddedContextProcessor, encode_text
 from model.training.train import Pauser
 
@@ -47,6 +49,32 @@ def test_training_writes_a_pipeline_that_stock_diffusers_loads_and_runs(trained:
     ).frames
     assert frames.shape == (1, 5, 32, 32, 3)
     assert frames.min() >= 0.0 and frames.max() <= 1.0
+
+
+def test_the_vae_compresses_space_4x_and_kinema_reads_the_grid_from_the_folder(trained: Path) -> None:
+    pipe = WanPipeline.from_pretrained(trained, dtype=torch.float32)
+    assert (pipe.vae_scale_factor_spatial, pipe.vae_scale_factor_temporal) == (4, 4)
+    assert tuple(pipe.transformer.config.patch_size) == (1, 4, 4)
+    with torch.no_grad():
+        latents = pipe.vae.encode(torch.zeros(1, 3, 5, 32, 32)).latent_dist.mode()
+    assert latents.shape == (1, 16, 2, 8, 8)
+    spec = get_spec(str(trained))
+    # A token still covers 16x16 pixels: the size grid and frame step are those of Wan 2.1's 8x VAE.
+    assert (spec.spatial_multiple, spec.frame_step) == (16, 4)
+
+
+def test_the_8x_layout_is_the_shipped_checkpoints() -> None:
+    """`--vae-spatial 8` builds the architecture the shipped checkpoint was trained with."""
+    shipped = ROOT / "model" / "checkpoints" / "kinema-shapes"
+    eight = ModelSizes(vae_spatial=8)
+    for part, module in (("vae", build_vae(eight)), ("transformer", build_transformer(eight))):
+        (weights,) = (shipped / part).glob("*.safetensors")
+        with safe_open(str(weights), framework="pt") as tensors:
+            shapes = {key: tuple(tensors.get_slice(key).get_shape()) for key in tensors.keys()}  # noqa: SIM118
+        assert shapes == {key: tuple(value.shape) for key, value in module.state_dict().items()}
+    assert set(build_vae(ModelSizes()).state_dict()) != set(build_vae(eight).state_dict())
+    with pytest.raises(ValueError, match="vae_spatial"):
+        build_vae(ModelSizes(vae_spatial=16))
 
 
 def test_weights_are_fp16_safetensors_and_the_tokenizer_needs_no_download(trained: Path) -> None:
@@ -137,3 +165,11 @@ def test_training_waits_while_the_pause_file_exists(tmp_path: Path) -> None:
     pauser()
     assert time.monotonic() - started >= 1.4
     assert pauser.paused_s >= 1.4
+
+
+def test_the_cpu_trained_vae_stage_resumes_into_the_default_layout() -> None:
+    """model/training/stages/vae-4x.pt (`KINEMA_VAE_STAGE` for scripts/train_on_gpu.sh) fits `build_vae`."""
+    saved = torch.load(ROOT / "model" / "training" / "stages" / "vae-4x.pt")
+    vae = build_vae(ModelSizes())
+    vae.load_state_dict(saved["state"])  # strict: every weight of the 4x layout, nothing else
+    assert saved["figures"]["psnr_db"] > 30  # as the stage's own held-back clips measured it
