@@ -2,8 +2,10 @@
 
 No learning involved: the background is the median colour of the frame borders, the shape's colour is
 the named colour (`model.training.data.COLOURS`) most foreground pixels are nearest to, its outline is
-the largest connected region of that colour in each frame (judged by how much of its bounding box it
-fills), and its motion comes from the track of that region's centroid and area.
+the largest connected region of that colour in each frame (judged by where its area lies in its bounding
+box, how much of the box it fills, and how much of its convex hull: a star's points leave gaps between
+them that a slightly softened outline keeps, though they no longer empty its box), and its motion comes
+from the track of that region's centroid and area.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ FOREGROUND_DISTANCE = 60.0
 TRIANGLE_TOP_SHARE = 0.36
 # Share of its bounding box a shape fills: star 0.4-0.5, circle 0.72-0.82, square 1.0; cut between them.
 STAR_FILL, SQUARE_FILL = 0.6, 0.89
+# Share of its convex hull a region fills (solidity): a drawn star 0.58-0.64; the convex shapes 0.90-1.0
+# at 64x64 (the hull of a pixel outline is a little larger than the shape). Under this, the outline has
+# the gaps of a star's points even where softened edges fill its box past STAR_FILL.
+STAR_SOLIDITY = 0.88
 # Last-to-first area ratio beyond which a shape grows (or, inverted, shrinks); the data's is >= 2.5.
 GROWTH_RATIO = 1.6
 # Displacement under this share of the frame's side is "still"; the data's moves are >= 0.35.
@@ -38,6 +44,7 @@ class FrameBlob:
     cx: float
     cy: float
     fill: float  # area / bounding-box area
+    solidity: float  # the object's area / the area of its pixels' convex hull
     top_share: float  # share of the area in the top half of the bounding box
     regions: int  # regions of the colour at least a quarter the size of the largest
 
@@ -88,13 +95,37 @@ def label_regions(mask: np.ndarray) -> tuple[np.ndarray, int]:
     return labels, count
 
 
-def shape_of(fill: float, top_share: float) -> str:
-    """The shape with this bounding-box fill and share of area in the box's top half."""
+def shape_of(fill: float, top_share: float, solidity: float) -> str:
+    """The shape with this bounding-box fill, share of area in the box's top half, and hull solidity."""
     if top_share < TRIANGLE_TOP_SHARE:
         return "triangle"
-    if fill >= SQUARE_FILL:
-        return "square"
-    return "circle" if fill >= STAR_FILL else "star"
+    if fill < STAR_FILL or solidity < STAR_SOLIDITY:
+        return "star"
+    return "square" if fill >= SQUARE_FILL else "circle"
+
+
+def hull_area(xs: np.ndarray, ys: np.ndarray) -> float:
+    """Area of the convex hull of the pixels at (xs, ys), each taken as its unit square."""
+    corners = {
+        (int(x) + dx, int(y) + dy) for x, y in zip(xs, ys, strict=True) for dx in (0, 1) for dy in (0, 1)
+    }
+    points = sorted(corners)
+
+    def cross(o: tuple[int, int], a: tuple[int, int], b: tuple[int, int]) -> int:
+        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+    # Andrew's monotone chain: the lower and upper hulls, each turning one way only.
+    hull: list[tuple[int, int]] = []
+    for chain in (points, points[::-1]):
+        start = len(hull)
+        for point in chain:
+            while len(hull) - start >= 2 and cross(hull[-2], hull[-1], point) <= 0:
+                hull.pop()
+            hull.append(point)
+        hull.pop()  # each chain's last point starts the other
+    x = np.array([p[0] for p in hull], dtype=np.float64)
+    y = np.array([p[1] for p in hull], dtype=np.float64)
+    return float(0.5 * abs(x @ np.roll(y, 1) - y @ np.roll(x, 1)))  # the shoelace formula
 
 
 def colour_mask(frame: np.ndarray, background: np.ndarray, colour: str) -> np.ndarray:
@@ -132,14 +163,22 @@ def track_blob(frame: np.ndarray, background: np.ndarray, colour: str) -> FrameB
     biggest = int(areas.argmax())
     if areas[biggest] < MIN_AREA:
         return None
-    ys, xs = np.nonzero(labels == biggest + 1)
+    region = labels == biggest + 1
+    ys, xs = np.nonzero(region)
     top, bottom = int(ys.min()), int(ys.max())
     box = (bottom - top + 1) * (int(xs.max()) - int(xs.min()) + 1)
+    # The hull is taken of the whole object the region belongs to: everything at least half way from the
+    # background, connected to it. A tint at its rim (read as another colour) is not a gap in the outline.
+    reach = 0.5 * float(np.linalg.norm(np.array(COLOURS[colour], dtype=np.float32) - background))
+    objects, _ = label_regions(np.linalg.norm(frame.astype(np.float32) - background, axis=-1) > reach)
+    overlap = np.bincount(objects[region], minlength=2)[1:]
+    ob_ys, ob_xs = np.nonzero(objects == int(overlap.argmax()) + 1) if overlap.any() else (ys, xs)
     return FrameBlob(
         area=int(areas[biggest]),
         cx=float(xs.mean()),
         cy=float(ys.mean()),
         fill=float(areas[biggest]) / box,
+        solidity=len(ob_xs) / hull_area(ob_xs, ob_ys),
         top_share=float((ys < (top + bottom + 1) / 2).mean()),
         regions=int((areas >= max(MIN_AREA, areas[biggest] / 4)).sum()),
     )
@@ -210,7 +249,8 @@ def detect(frames: np.ndarray, colour: str | None = None) -> Detection:
         return Detection(dominant, None, None, 0.0, False, tuple(blobs))
     # Medians over frames: a frame or two of a blurred outline does not flip the shape.
     fill = float(np.median([b.fill for b in found]))
-    shape = shape_of(fill, float(np.median([b.top_share for b in found])))
+    solidity = float(np.median([b.solidity for b in found]))
+    shape = shape_of(fill, float(np.median([b.top_share for b in found])), solidity)
     side = min(frames.shape[1], frames.shape[2])
     motion = motion_of(found, side)
     return Detection(

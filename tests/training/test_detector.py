@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image, ImageFilter
 
 from model.training.data import MOTIONS, SHAPES, ClipConfig, evaluation_prompts, make_clip
 from model.training.detector import detect
@@ -53,6 +54,23 @@ def test_detector_works_at_other_sizes() -> None:
         spec = clip.shapes[0]
         found = detect(clip.frames)
         assert (found.colour, found.shape, found.motion) == (spec.colour, spec.shape, spec.motion)
+
+
+def test_softened_outlines_keep_their_shape_until_the_points_are_gone() -> None:
+    """A decoder's slightly soft edges fill a star's bounding box past the crisp star's share; the gaps
+    between its points (its hull) still tell it from a circle. Blurred until the points merge, it is not
+    called a star any more: the convex shapes never are."""
+
+    def blurred(frames: np.ndarray, radius: float) -> np.ndarray:
+        blur = ImageFilter.GaussianBlur(radius)
+        return np.stack([np.asarray(Image.fromarray(frame).filter(blur)) for frame in frames])
+
+    config = ClipConfig(two_shape_share=0.0)
+    clips = [make_clip(seed, config, held_out=True) for seed in range(48)]
+    for clip in clips:
+        assert detect(blurred(clip.frames, 1.2)).shape == clip.shapes[0].shape, clip.caption
+    assert sum(clip.shapes[0].shape == "star" for clip in clips) >= 8
+    assert all(detect(blurred(clip.frames, 3.0)).shape != "star" for clip in clips)
 
 
 def test_noise_is_not_a_consistent_shape() -> None:
