@@ -103,7 +103,7 @@ def build_vae(sizes: ModelSizes) -> AutoencoderKLWan:
         z_dim=sizes.vae_z_dim,
         num_res_blocks=1,
         scale_factor_spatial=sizes.vae_spatial,
-        **layout,  # type: ignore[arg-type]
+        **layout,
         # Replaced by the measured statistics of the trained encoder's latents before saving.
         latents_mean=[0.0] * sizes.vae_z_dim,
         latents_std=[1.0] * sizes.vae_z_dim,
