@@ -2,6 +2,7 @@
 # The GPU run that trained the shipped `models/kinema-shapes` (python -m model.training.train, seed 0):
 # about eight minutes on one H100/H200. Time caps, not step counts, end the VAE (3 min) and flow
 # (4.2 min) stages, so the run fits the time it is given on any card; training.json records the steps.
+# The training script's VAE layout is 4x since; KINEMA_TRAIN_ARGS="--vae-spatial 8" is the shipped one's.
 #
 #   scripts/train_on_gpu.sh [OUT_DIR]     (OUT_DIR: where the pipeline, its tarball and the log go)
 #
