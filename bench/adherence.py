@@ -103,21 +103,15 @@ def reconstruction_set(loaded: Any, count: int) -> list[dict[str, Any]]:
 
     Whatever the detector cannot read here, no prompt can get right either.
     """
-    import torch
-
     from model.training.data import make_clip
-    from model.training.vae import EVAL_SEED_BASE, to_model_range, to_pixels
+    from model.training.vae import EVAL_SEED_BASE, reconstruct
 
-    vae = loaded.pipe.vae
     single = ClipConfig(two_shape_share=0.0)
     rows = []
     for i in range(count):
         clip = make_clip(EVAL_SEED_BASE + i, single, held_out=True)
         started = time.perf_counter()
-        with torch.no_grad():
-            video = to_model_range(clip.frames[None]).to(loaded.device, vae.dtype)
-            decoded = vae.decode(vae.encode(video).latent_dist.mode()).sample
-        frames = to_pixels(decoded)[0]
+        frames = reconstruct(loaded.pipe.vae, clip.frames, loaded.device)
         spec = clip.shapes[0]
         prompt = (spec.colour, spec.shape, spec.motion, clip.background)
         rows.append(

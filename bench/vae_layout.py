@@ -32,7 +32,7 @@ from bench.machine import machine_info, table  # noqa: E402
 from model.training.components import ModelSizes, build_vae  # noqa: E402
 from model.training.data import SHAPES, ClipConfig, make_clip  # noqa: E402
 from model.training.detector import detect  # noqa: E402
-from model.training.vae import EVAL_SEED_BASE, frame_batch, to_model_range, to_pixels, train_vae_stage  # noqa: E402
+from model.training.vae import EVAL_SEED_BASE, frame_batch, psnr, reconstruct, train_vae_stage  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -41,18 +41,15 @@ def score(vae: Any, clips: int) -> dict[str, Any]:
     """PSNR and shape share over the first and middle frames of `clips` held-out one-shape clips."""
     single = ClipConfig(two_shape_share=0.0)
     psnrs, right = [], {shape: [0, 0] for shape in SHAPES}
-    with torch.no_grad():
-        for i in range(clips):
-            clip = make_clip(EVAL_SEED_BASE + i, single, held_out=True)
-            for t in (0, single.num_frames // 2):
-                frame = clip.frames[t : t + 1]
-                decoded = vae.decode(vae.encode(to_model_range(frame[None])).latent_dist.mode()).sample
-                pixels = to_pixels(decoded)[0]
-                mse = float(np.mean((pixels.astype(np.float64) - frame) ** 2))
-                psnrs.append(10 * np.log10(255.0**2 / max(mse, 1e-10)))
-                shape = clip.shapes[0].shape
-                right[shape][0] += detect(pixels).shape == shape
-                right[shape][1] += 1
+    for i in range(clips):
+        clip = make_clip(EVAL_SEED_BASE + i, single, held_out=True)
+        for t in (0, single.num_frames // 2):
+            frame = clip.frames[t : t + 1]
+            pixels = reconstruct(vae, frame, torch.device("cpu"))
+            psnrs.append(psnr(pixels, frame))
+            shape = clip.shapes[0].shape
+            right[shape][0] += detect(pixels).shape == shape
+            right[shape][1] += 1
     total = sum(n for _, n in right.values())
     return {
         "psnr_db": float(np.mean(psnrs)),

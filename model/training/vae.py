@@ -164,6 +164,18 @@ def train_vae_stage(
 
 
 @torch.no_grad()
+def reconstruct(vae: AutoencoderKLWan, frames: np.ndarray, device: torch.device) -> np.ndarray:
+    """(T, H, W, 3) uint8 frames encoded (latent mode) and decoded by `vae`: what it keeps of them."""
+    video = to_model_range(frames[None]).to(device, vae.dtype)
+    return to_pixels(vae.decode(vae.encode(video).latent_dist.mode()).sample)[0]
+
+
+def psnr(pixels: np.ndarray, reference: np.ndarray) -> float:
+    """PSNR in dB of uint8 `pixels` against `reference`."""
+    mse = float(np.mean((pixels.astype(np.float64) - reference) ** 2))
+    return float(10 * np.log10(255.0**2 / max(mse, 1e-10)))
+
+
 def reconstruction_psnr(
     vae: AutoencoderKLWan, seeds: Sequence[int], config: ClipConfig, device: torch.device
 ) -> float:
@@ -172,9 +184,5 @@ def reconstruction_psnr(
     for seed in seeds:
         plan = plan_clip(seed, config)
         frames = render(plan.background, plan.shapes, config)
-        video = to_model_range(frames[None]).to(device)
-        decoded = vae.decode(vae.encode(video).latent_dist.mode()).sample
-        pixels = to_pixels(decoded)[0]
-        mse = float(np.mean((pixels.astype(np.float64) - frames) ** 2))
-        scores.append(10 * np.log10(255.0**2 / max(mse, 1e-10)))
+        scores.append(psnr(reconstruct(vae, frames, device), frames))
     return float(np.mean(scores))
