@@ -41,6 +41,7 @@ from model.training.components import (
 from model.training.data import ClipConfig
 from model.training.flow import FlowTrainer, LatentSet, encode_clips, latent_statistics
 from model.training.vae import EVAL_SEED_BASE, clip_batch, frame_batch, reconstruction_psnr, train_vae_stage
+from model.training.warm import warm_start
 
 logger = logging.getLogger("kinema.train")
 DEFAULT_PAUSE_FILE = Path("/tmp/kinema-bench.lock")
@@ -348,6 +349,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=int,
         help="processes drawing training clips (default: 0 on the CPU, up to 12 beside a GPU)",
     )
+    parser.add_argument(
+        "--init-from",
+        type=Path,
+        help="start the flow stage from this pipeline's text encoder and transformer (its VAE may differ)",
+    )
     parser.add_argument("--max-hours", type=float, help="stop the flow stage (with a checkpoint) after this")
     parser.add_argument(
         "--decoder-steps",
@@ -433,7 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ship_decoder(out, vae, report["vae"])
         return 0
     data = load_or_encode(work, vae, schedule, clips, device, args.seed, pause, report)
-    run_flow(args, out, work, vae, data, sizes, schedule, device, pause, report)
+    run_flow(args, out, work, vae, data, sizes, schedule, clips, device, pause, report)
     return 0
 
 
@@ -484,6 +490,7 @@ def run_flow(
     data: LatentSet,
     sizes: ModelSizes,
     schedule: Schedule,
+    clips: ClipConfig,
     device: torch.device,
     pause: Pauser,
     report: dict[str, Any],
@@ -492,9 +499,29 @@ def run_flow(
     mean, std = latent_statistics(data.latents)
     vae.register_to_config(latents_mean=mean, latents_std=std)
     tokenizer = build_tokenizer()
+    transformer, text_encoder = build_transformer(sizes), build_text_encoder(sizes, len(tokenizer))
+    flow_file, warm_file = work / "flow.pt", work / "warm.json"
+    if warm_file.is_file():  # the run this resumes started from another pipeline
+        report["warm_start"] = json.loads(warm_file.read_text())
+    if args.init_from and not flow_file.is_file():
+        report["warm_start"] = asdict(
+            warm_start(
+                args.init_from,
+                transformer=transformer,
+                text_encoder=text_encoder,
+                tokenizer=tokenizer,
+                vae=vae,
+                data=data,
+                clips=clips,
+                device=device,
+                seed=args.seed,
+                shift=sizes.shift,
+            )
+        )
+        warm_file.write_text(json.dumps(report["warm_start"]))
     trainer = FlowTrainer(
-        transformer=build_transformer(sizes),
-        text_encoder=build_text_encoder(sizes, len(tokenizer)),
+        transformer=transformer,
+        text_encoder=text_encoder,
         tokenizer=tokenizer,
         data=data,
         mean=torch.tensor(mean).view(1, -1, 1, 1, 1),
@@ -504,7 +531,6 @@ def run_flow(
         device=device,
         seed=args.seed,
     )
-    flow_file = work / "flow.pt"
     vae_file = work / "vae.pt"
     vae_mtime = vae_file.stat().st_mtime
     flow_s = 0.0
