@@ -11,7 +11,8 @@ at random, so the fine-tune starts from a model that already samples something:
   computes on noisy new latents, of the velocity the flow loss asks for.
 
 Every other weight whose shape matches is copied; one that does not is an error (a different width,
-depth or vocabulary is not a warm start).
+depth or vocabulary is not a warm start). A source whose VAE has this VAE's encoder (a checkpoint of
+the same run, or one trained from the same VAE stage) is a continuation: every weight is copied.
 """
 
 from __future__ import annotations
@@ -35,12 +36,13 @@ LATENT_LAYERS = ("patch_embedding.weight", "patch_embedding.bias", "proj_out.wei
 
 @dataclass(frozen=True, slots=True)
 class WarmStart:
-    """What a warm start fitted: how well each refitted layer reproduces its target (R², 1 is exact)."""
+    """What a warm start did: tensors copied, and how well each refitted layer reproduces its target
+    (R², 1 is exact; None where the source's encoder is this VAE's, so nothing needed refitting)."""
 
     source: str
     copied: int  # tensors copied unchanged
-    patch_embedding_r2: float
-    proj_out_r2: float
+    patch_embedding_r2: float | None
+    proj_out_r2: float | None
 
 
 def token_patches(latents: torch.Tensor, patch: Sequence[int]) -> torch.Tensor:
@@ -79,6 +81,35 @@ def least_squares(
     return weight.float(), bias.float(), r2
 
 
+def same_latent_space(old: AutoencoderKLWan, new: AutoencoderKLWan) -> bool:
+    """Whether two VAEs encode alike: the same encoder weights, compared at fp16 (as checkpoints ship)."""
+    old_state, new_state = old.state_dict(), new.state_dict()
+    for name, tensor in old_state.items():
+        if not name.startswith(("encoder.", "quant_conv.")):
+            continue
+        other = new_state.get(name)
+        if other is None or other.shape != tensor.shape:
+            return False
+        if not torch.equal(other.to(tensor.device).half().float(), tensor.half().float()):
+            return False
+    return True
+
+
+def copy_weights(old: torch.nn.Module, new: torch.nn.Module, *, skip: Sequence[str], source: Path) -> int:
+    """Copy `old`'s weights into `new` but those named in `skip`; returns how many. Shapes must match."""
+    target = new.state_dict()
+    copied = 0
+    for name, tensor in old.state_dict().items():
+        if name in skip:
+            continue
+        if name not in target or target[name].shape != tensor.shape:
+            raise ValueError(f"{source}: transformer weight {name} does not fit this model's")
+        target[name].copy_(tensor)
+        copied += 1
+    new.load_state_dict(target)
+    return copied
+
+
 def normalised(latents: torch.Tensor, vae: AutoencoderKLWan) -> torch.Tensor:
     """Latents as the transformer sees them: minus the VAE config's mean, over its standard deviation."""
     mean = torch.tensor(vae.config["latents_mean"]).view(1, -1, 1, 1, 1)
@@ -111,16 +142,13 @@ def warm_start(
     old_vae = AutoencoderKLWan.from_pretrained(source / "vae", torch_dtype=torch.float32).to(device).eval()
 
     text_encoder.load_state_dict(old_text.state_dict())  # a different vocabulary or size fails here
-    copied = len(old_text.state_dict())
-    target = transformer.state_dict()
-    for name, tensor in old_transformer.state_dict().items():
-        if name in LATENT_LAYERS:
-            continue
-        if name not in target or target[name].shape != tensor.shape:
-            raise ValueError(f"{source}: transformer weight {name} does not fit this model's")
-        target[name].copy_(tensor)
-        copied += 1
-    transformer.load_state_dict(target)
+    same = same_latent_space(old_vae, vae)
+    copied = len(old_text.state_dict()) + copy_weights(
+        old_transformer, transformer, skip=() if same else LATENT_LAYERS, source=source
+    )
+    if same:  # a continuation: the latents the source learnt are these
+        logger.info("warm start from %s: same encoder, %d tensors copied", source, copied)
+        return WarmStart(str(source), copied, None, None)
 
     count = min(fit_clips, len(data.seeds))
     old = encode_clips(old_vae, data.seeds[:count], clips, device, batch=16).latents

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,20 @@ def test_a_4x_model_starts_from_an_8x_pipeline(tmp_path: Path) -> None:
     resumed = run_training(out, "--seed", "2", "--init-from", str(source), "--steps", "2")
     assert "warm start from" not in resumed.stderr and "flow: resumed at step 0" in resumed.stderr
     assert json.loads((out / "training.json").read_text())["warm_start"] == report
+
+
+def test_a_source_with_the_same_encoder_is_continued_with_every_weight(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    run_training(source, "--seed", "1", "--steps", "2")
+    out = tmp_path / "continued"
+    work = tmp_path / "continued.work"
+    work.mkdir()
+    shutil.copy(tmp_path / "source.work" / "vae.pt", work / "vae.pt")  # the same VAE stage
+    result = run_training(out, "--seed", "2", "--init-from", str(source), "--steps", "0")
+    assert "same encoder" in result.stderr
+    report = json.loads((out / "training.json").read_text())["warm_start"]
+    assert report["patch_embedding_r2"] is None and report["proj_out_r2"] is None
+    old = load_file(next((source / "transformer").glob("*.safetensors")))
+    new = load_file(next((out / "transformer").glob("*.safetensors")))
+    assert report["copied"] >= len(old)
+    assert all(torch.equal(old[name], new[name]) for name in old)
