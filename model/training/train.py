@@ -501,9 +501,12 @@ def run_flow(
     tokenizer = build_tokenizer()
     transformer, text_encoder = build_transformer(sizes), build_text_encoder(sizes, len(tokenizer))
     flow_file, warm_file = work / "flow.pt", work / "warm.json"
-    if warm_file.is_file():  # the run this resumes started from another pipeline
-        report["warm_start"] = json.loads(warm_file.read_text())
-    if args.init_from and not flow_file.is_file():
+    if flow_file.is_file():
+        if warm_file.is_file():  # the run this resumes started from another pipeline
+            report["warm_start"] = json.loads(warm_file.read_text())
+    elif not args.init_from:
+        warm_file.unlink(missing_ok=True)  # a new flow stage from random weights
+    else:
         report["warm_start"] = asdict(
             warm_start(
                 args.init_from,

@@ -86,6 +86,11 @@ def test_a_4x_model_starts_from_an_8x_pipeline(tmp_path: Path) -> None:
     assert "warm start from" not in resumed.stderr and "flow: resumed at step 0" in resumed.stderr
     assert json.loads((out / "training.json").read_text())["warm_start"] == report
 
+    # A new flow stage from random weights (its state removed, no --init-from) claims no warm start.
+    (tmp_path / "warm.work" / "flow.pt").unlink()
+    run_training(out, "--seed", "2", "--steps", "1")
+    assert "warm_start" not in json.loads((out / "training.json").read_text())
+
 
 def test_a_source_with_the_same_encoder_is_continued_with_every_weight(tmp_path: Path) -> None:
     source = tmp_path / "source"
