@@ -132,14 +132,14 @@ def warm_start(
     fit_clips: int = 256,
     shift: float = 2.0,
 ) -> WarmStart:
-    """Load `source`'s text encoder and transformer into these, refitting the latent layers (see above).
+    """Load `source`'s text encoder and transformer into these, refitting the latent layers if need be.
 
     `vae` is the new VAE, with its latent statistics set; `data` its encoded training clips, of which
     the first `fit_clips` are also encoded with `source`'s VAE to pair the two latent spaces.
     """
-    old_transformer = WanTransformer3DModel.from_pretrained(source / "transformer", torch_dtype=torch.float32)
+    old_transformer = WanTransformer3DModel.from_pretrained(source / "transformer", dtype=torch.float32)
     old_text = UMT5EncoderModel.from_pretrained(source / "text_encoder", dtype=torch.float32)
-    old_vae = AutoencoderKLWan.from_pretrained(source / "vae", torch_dtype=torch.float32).to(device).eval()
+    old_vae = AutoencoderKLWan.from_pretrained(source / "vae", dtype=torch.float32).to(device).eval()
 
     text_encoder.load_state_dict(old_text.state_dict())  # a different vocabulary or size fails here
     same = same_latent_space(old_vae, vae)
