@@ -78,7 +78,10 @@ def test_dev_runs_the_whole_flow_with_no_servers(tmp_path: Path) -> None:
         stored = list((home / "storage" / "videos").rglob(f"{job_id}.mp4"))
         assert len(stored) == 1 and stored[0].read_bytes() == video.content
         assert httpx.get(f"{service.base_url}/healthz").json() == {"status": "ok"}
-        [hook] = receiver.wait_for(1, timeout=60)
+        try:
+            [hook] = receiver.wait_for(1, timeout=60)
+        except AssertionError as missing:  # seen once under a loaded full run: keep what the service said
+            raise AssertionError(f"{missing}\n{service.logs()}") from None
         event = Webhook(endpoint["secret"]).verify(hook.body, hook.headers)
         assert event["type"] == "video.completed" and event["data"]["id"] == job_id
         assert event["data"]["output"]["video_url"] == f"{service.base_url}/jobs/{job_id}/video"
