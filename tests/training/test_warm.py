@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 from diffusers import WanPipeline
-from diffusers.models.transformers.transformer_wan import WanTransformer3DModel
 from safetensors.torch import load_file
 
+from model.training.components import build_transformer
+from model.training.train import TINY_SIZES
 from model.training.warm import least_squares, token_patches, token_targets
 from tests.training.test_train import run_training
 
@@ -26,24 +28,14 @@ def test_token_patches_are_what_the_patch_embedding_multiplies() -> None:
 
 
 def test_token_targets_are_in_the_order_the_transformer_unpatchifies() -> None:
-    model = WanTransformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=8,
-        in_channels=4,
-        out_channels=3,
-        text_dim=8,
-        freq_dim=16,
-        ffn_dim=16,
-        num_layers=1,
-    ).eval()
+    model = build_transformer(replace(TINY_SIZES, vae_spatial=8)).eval()  # patches of 2x2 latents
     rows: list[torch.Tensor] = []
     model.proj_out.register_forward_hook(lambda _m, _a, out: rows.append(out))
     with torch.no_grad():
         output = model(
-            torch.randn(2, 4, 3, 4, 6), torch.tensor([10, 500]), torch.randn(2, 7, 8), return_dict=False
+            torch.randn(2, 16, 3, 4, 6), torch.tensor([10, 500]), torch.randn(2, 7, 16), return_dict=False
         )[0]
-    torch.testing.assert_close(token_targets(output, (1, 2, 2)), rows[0].reshape(-1, 12))
+    torch.testing.assert_close(token_targets(output, (1, 2, 2)), rows[0].reshape(-1, 2 * 2 * 16))
 
 
 def test_least_squares_recovers_a_linear_map() -> None:
