@@ -3,9 +3,10 @@
 No learning involved: the background is the median colour of the frame borders, the shape's colour is
 the named colour (`model.training.data.COLOURS`) most foreground pixels are nearest to, its outline is
 the largest connected region of that colour in each frame (judged by where its area lies in its bounding
-box, how much of the box it fills, and how much of its convex hull: a star's points leave gaps between
-them that a slightly softened outline keeps, though they no longer empty its box), and its motion comes
-from the track of that region's centroid and area.
+box, how much of the box it fills, how much of its convex hull, and how much of the box's corners: a
+star's points leave gaps between them that a slightly softened outline keeps, though they no longer empty
+its box; a square fills its corners even where its sides bow in, as a circle never does), and its motion
+comes from the track of that region's centroid and area.
 """
 
 from __future__ import annotations
@@ -22,8 +23,13 @@ from model.training.data import COLOURS
 FOREGROUND_DISTANCE = 60.0
 # A point-up triangle has a quarter of its area in the top half of its bounding box; the others about half.
 TRIANGLE_TOP_SHARE = 0.36
-# Share of its bounding box a shape fills: star 0.4-0.5, circle 0.72-0.82, square 1.0; cut between them.
-STAR_FILL, SQUARE_FILL = 0.6, 0.89
+# Share of its bounding box a shape fills: star 0.4-0.5, circle 0.72-0.82, square 1.0.
+STAR_FILL = 0.6
+# Share of the bounding box's four corners (each a quarter of its width by a quarter of its height) a
+# shape fills. Drawn at 64x64: circle 0.19-0.43, square 0.99-1.0; decoded by the VAE: circle up to 0.42,
+# square from 0.77. A square whose sides bow in or whose edges are soft fills only 0.75-0.88 of its box,
+# as much as a circle, but its corners are still there.
+SQUARE_CORNER_FILL = 0.6
 # Share of its convex hull a region fills (solidity): a drawn star 0.58-0.64; the convex shapes 0.90-1.0
 # at 64x64 (the hull of a pixel outline is a little larger than the shape). Under this, the outline has
 # the gaps of a star's points even where softened edges fill its box past STAR_FILL.
@@ -46,6 +52,7 @@ class FrameBlob:
     fill: float  # area / bounding-box area
     solidity: float  # the object's area / the area of its pixels' convex hull
     top_share: float  # share of the area in the top half of the bounding box
+    corner_fill: float  # share of the bounding box's four corner quarters (by side) the area covers
     regions: int  # regions of the colour at least a quarter the size of the largest
 
 
@@ -95,13 +102,23 @@ def label_regions(mask: np.ndarray) -> tuple[np.ndarray, int]:
     return labels, count
 
 
-def shape_of(fill: float, top_share: float, solidity: float) -> str:
-    """The shape with this bounding-box fill, share of area in the box's top half, and hull solidity."""
+def shape_of(fill: float, top_share: float, solidity: float, corner_fill: float) -> str:
+    """The shape with this bounding-box fill, share of area in the box's top half, hull solidity and
+    share of the box's corners filled."""
     if top_share < TRIANGLE_TOP_SHARE:
         return "triangle"
     if fill < STAR_FILL or solidity < STAR_SOLIDITY:
         return "star"
-    return "square" if fill >= SQUARE_FILL else "circle"
+    return "square" if corner_fill >= SQUARE_CORNER_FILL else "circle"
+
+
+def corner_fill(region: np.ndarray) -> float:
+    """The share of the four corners of `region`'s bounding box (a quarter of its sides each) it covers."""
+    ys, xs = np.nonzero(region)
+    box = region[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    ch, cw = max(1, round(box.shape[0] / 4)), max(1, round(box.shape[1] / 4))
+    corners = (box[:ch, :cw], box[:ch, -cw:], box[-ch:, :cw], box[-ch:, -cw:])
+    return sum(int(c.sum()) for c in corners) / sum(c.size for c in corners)
 
 
 def hull_area(xs: np.ndarray, ys: np.ndarray) -> float:
@@ -180,6 +197,7 @@ def track_blob(frame: np.ndarray, background: np.ndarray, colour: str) -> FrameB
         fill=float(areas[biggest]) / box,
         solidity=len(ob_xs) / hull_area(ob_xs, ob_ys),
         top_share=float((ys < (top + bottom + 1) / 2).mean()),
+        corner_fill=corner_fill(region),
         regions=int((areas >= max(MIN_AREA, areas[biggest] / 4)).sum()),
     )
 
@@ -250,7 +268,8 @@ def detect(frames: np.ndarray, colour: str | None = None) -> Detection:
     # Medians over frames: a frame or two of a blurred outline does not flip the shape.
     fill = float(np.median([b.fill for b in found]))
     solidity = float(np.median([b.solidity for b in found]))
-    shape = shape_of(fill, float(np.median([b.top_share for b in found])), solidity)
+    corners = float(np.median([b.corner_fill for b in found]))
+    shape = shape_of(fill, float(np.median([b.top_share for b in found])), solidity, corners)
     side = min(frames.shape[1], frames.shape[2])
     motion = motion_of(found, side)
     return Detection(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
-from PIL import Image, ImageFilter
+from collections.abc import Callable
 
-from model.training.data import MOTIONS, SHAPES, ClipConfig, evaluation_prompts, make_clip
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from model.training.data import BACKGROUNDS, COLOURS, MOTIONS, SHAPES, ClipConfig, evaluation_prompts, make_clip
 from model.training.detector import detect
 
 
@@ -71,6 +73,39 @@ def test_softened_outlines_keep_their_shape_until_the_points_are_gone() -> None:
         assert detect(blurred(clip.frames, 1.2)).shape == clip.shapes[0].shape, clip.caption
     assert sum(clip.shapes[0].shape == "star" for clip in clips) >= 8
     assert all(detect(blurred(clip.frames, 3.0)).shape != "star" for clip in clips)
+
+
+def outline_clip(radius_at: Callable[[np.ndarray], np.ndarray], frames: int = 9) -> np.ndarray:
+    """A red outline on navy moving right: the polygon whose radius at angle t is radius_at(t) * 12 px,
+    drawn 4x supersampled, then softened a little as a decoder softens edges."""
+    angles = np.linspace(0, 2 * np.pi, 360, endpoint=False)
+    radii = 12 * 4 * radius_at(angles)
+    clip = []
+    for t in range(frames):
+        image = Image.new("RGB", (256, 256), BACKGROUNDS["navy"])
+        x, y = 4 * (20 + 3 * t), 128
+        points = list(zip(x + radii * np.cos(angles), y + radii * np.sin(angles), strict=True))
+        ImageDraw.Draw(image).polygon(points, fill=COLOURS["red"])
+        small = image.resize((64, 64), Image.Resampling.BOX).filter(ImageFilter.GaussianBlur(0.8))
+        clip.append(np.asarray(small))
+    return np.stack(clip)
+
+
+def test_a_ragged_square_is_a_square_and_a_lumpy_circle_a_circle() -> None:
+    """A generated square's outline is ragged and soft, so it fills 0.75-0.88 of its bounding box, as a
+    circle does, where a drawn one fills all of it; its corners still tell it from a circle. A circle's
+    wobbly outline does not make it a square."""
+
+    def ragged_square(angles: np.ndarray) -> np.ndarray:
+        square = 1 / np.maximum(np.abs(np.cos(angles)), np.abs(np.sin(angles)))  # the unit square's edge
+        return square * (1 + 0.06 * np.sin(7 * angles))
+
+    square = detect(outline_clip(ragged_square))
+    assert np.median([blob.fill for blob in square.blobs if blob is not None]) < 0.89
+    assert (square.colour, square.shape, square.motion) == ("red", "square", "right")
+    for wobble in (np.sin, np.cos):
+        lumpy = detect(outline_clip(lambda angles, f=wobble: 1 + 0.08 * f(5 * angles)))
+        assert (lumpy.colour, lumpy.shape, lumpy.motion) == ("red", "circle", "right")
 
 
 def test_noise_is_not_a_consistent_shape() -> None:
