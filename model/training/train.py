@@ -159,7 +159,7 @@ def train_vae(
     """
     vae = build_vae(sizes)
     torch.nn.Module.to(vae, device)  # ModelMixin's `to` is typed for pipelines only
-    figures: dict[str, Any] = {}
+    figures: dict[str, Any] = {"device": str(device)}
     started = time.monotonic()
     eval_seeds = [EVAL_SEED_BASE + i for i in range(schedule.eval_clips)]
     short_clips = replace(clips, num_frames=min(clips.num_frames, 9))
@@ -215,6 +215,7 @@ def train_vae(
             deadline=deadline,
         )
         figures[f"{stage}_steps"] = len(losses)
+        figures[f"{stage}_batch"] = batch
         figures[f"{stage}_s"] = time.monotonic() - stage_started - (pause.paused_s - pause_before)
         figures[f"{stage}_final_loss"] = sum(losses[-20:]) / max(1, len(losses[-20:]))
         figures[f"psnr_db_after_{stage}"] = reconstruction_psnr(vae, eval_seeds, clips, device)

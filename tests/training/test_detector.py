@@ -7,7 +7,15 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from model.training.data import BACKGROUNDS, COLOURS, MOTIONS, SHAPES, ClipConfig, evaluation_prompts, make_clip
+from model.training.data import (
+    BACKGROUNDS,
+    COLOURS,
+    MOTIONS,
+    SHAPES,
+    ClipConfig,
+    evaluation_prompts,
+    make_clip,
+)
 from model.training.detector import detect
 
 
