@@ -5,7 +5,7 @@ the named colour (`model.training.data.COLOURS`) most foreground pixels are near
 the largest connected region of that colour in each frame (judged by where its area lies in its bounding
 box, how much of the box it fills, how much of its convex hull, and how much of the box's corners: a
 star's points leave gaps between them that a slightly softened outline keeps, though they no longer empty
-its box; a square fills its corners even where its sides bow in, as a circle never does), and its motion
+its box; a square fills its corners even where its outline is ragged, as a circle never does), and its motion
 comes from the track of that region's centroid and area.
 """
 
@@ -27,7 +27,7 @@ TRIANGLE_TOP_SHARE = 0.36
 STAR_FILL = 0.6
 # Share of the bounding box's four corners (each a quarter of its width by a quarter of its height) a
 # shape fills. Drawn at 64x64: circle 0.19-0.43, square 0.99-1.0; decoded by the VAE: circle up to 0.42,
-# square from 0.77. A square whose sides bow in or whose edges are soft fills only 0.75-0.88 of its box,
+# square from 0.77. A generated square with a ragged, soft outline fills only 0.72-0.88 of its box,
 # as much as a circle, but its corners are still there.
 SQUARE_CORNER_FILL = 0.6
 # Share of its convex hull a region fills (solidity): a drawn star 0.58-0.64; the convex shapes 0.90-1.0

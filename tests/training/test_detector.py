@@ -100,7 +100,7 @@ def outline_clip(radius_at: Callable[[np.ndarray], np.ndarray], frames: int = 9)
 
 
 def test_a_ragged_square_is_a_square_and_a_lumpy_circle_a_circle() -> None:
-    """A generated square's outline is ragged and soft, so it fills 0.75-0.88 of its bounding box, as a
+    """A generated square's outline is ragged and soft, so it fills 0.72-0.88 of its bounding box, as a
     circle does, where a drawn one fills all of it; its corners still tell it from a circle. A circle's
     wobbly outline does not make it a square."""
 
