@@ -112,10 +112,8 @@ def shape_of(fill: float, top_share: float, solidity: float, corner_fill: float)
     return "square" if corner_fill >= SQUARE_CORNER_FILL else "circle"
 
 
-def corner_fill(region: np.ndarray) -> float:
-    """The share of the four corners of `region`'s bounding box (a quarter of its sides each) it covers."""
-    ys, xs = np.nonzero(region)
-    box = region[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+def corner_fill(box: np.ndarray) -> float:
+    """The share of the four corners (a quarter of its sides each) of a bounding-box mask it covers."""
     ch, cw = max(1, round(box.shape[0] / 4)), max(1, round(box.shape[1] / 4))
     corners = (box[:ch, :cw], box[:ch, -cw:], box[-ch:, :cw], box[-ch:, -cw:])
     return sum(int(c.sum()) for c in corners) / sum(c.size for c in corners)
@@ -183,7 +181,7 @@ def track_blob(frame: np.ndarray, background: np.ndarray, colour: str) -> FrameB
     region = labels == biggest + 1
     ys, xs = np.nonzero(region)
     top, bottom = int(ys.min()), int(ys.max())
-    box = (bottom - top + 1) * (int(xs.max()) - int(xs.min()) + 1)
+    box = region[top : bottom + 1, int(xs.min()) : int(xs.max()) + 1]
     # The hull is taken of the whole object the region belongs to: everything at least half way from the
     # background, connected to it. A tint at its rim (read as another colour) is not a gap in the outline.
     reach = 0.5 * float(np.linalg.norm(np.array(COLOURS[colour], dtype=np.float32) - background))
@@ -194,10 +192,10 @@ def track_blob(frame: np.ndarray, background: np.ndarray, colour: str) -> FrameB
         area=int(areas[biggest]),
         cx=float(xs.mean()),
         cy=float(ys.mean()),
-        fill=float(areas[biggest]) / box,
+        fill=float(areas[biggest]) / box.size,
         solidity=len(ob_xs) / hull_area(ob_xs, ob_ys),
         top_share=float((ys < (top + bottom + 1) / 2).mean()),
-        corner_fill=corner_fill(region),
+        corner_fill=corner_fill(box),
         regions=int((areas >= max(MIN_AREA, areas[biggest] / 4)).sum()),
     )
 
